@@ -1,0 +1,33 @@
+//! Names, sizes and pin locations of the program's maps: the one place both sides read them.
+
+/// Allowlist, IPv4: LPM trie keyed by address bytes, value [`crate::lists::ListEntry`].
+pub const ALLOW_V4: &str = "ALLOW_V4";
+pub const ALLOW_V6: &str = "ALLOW_V6";
+pub const BLOCK_V4: &str = "BLOCK_V4";
+pub const BLOCK_V6: &str = "BLOCK_V6";
+/// Per-source bucket state: LRU hash, [`crate::source::SourceKey`] -> [`crate::source::SourceState`].
+pub const BUCKETS: &str = "BUCKETS";
+/// Rate policies by id; id 0 is the default policy.
+pub const POLICIES: &str = "POLICIES";
+/// Policy id for each (protocol, destination port).
+pub const PORT_POLICY: &str = "PORT_POLICY";
+/// Per-CPU counters by (reason, action).
+pub const COUNTERS: &str = "COUNTERS";
+/// One-entry runtime configuration.
+pub const CONFIG: &str = "CONFIG";
+
+/// The XDP program's function name.
+pub const PROGRAM: &str = "shield";
+
+pub const ALLOW_V4_CAPACITY: u32 = 65_536;
+pub const ALLOW_V6_CAPACITY: u32 = 65_536;
+pub const BLOCK_V4_CAPACITY: u32 = 1_048_576;
+pub const BLOCK_V6_CAPACITY: u32 = 262_144;
+pub const BUCKETS_CAPACITY: u32 = 262_144;
+
+/// Version of the map layout. Pins live under `<pin root>/v<LAYOUT_VERSION>` so a build with a
+/// different layout never adopts maps it cannot read.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Default root for pins (a bpffs mount point).
+pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/shield";

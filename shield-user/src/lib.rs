@@ -1,0 +1,11 @@
+//! The shield agent and CLI as a library: the binary in `main.rs` is a thin wrapper, and the
+//! kernel and end-to-end tests reuse the loader and the API types.
+
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod lists;
+pub mod policies;
+pub mod program;
+pub mod stats;

@@ -1,0 +1,219 @@
+//! Allowlist and blocklist: parsing operator input (addresses and CIDRs), and reading and
+//! writing the LPM tries of both families.
+
+use std::{net::IpAddr, time::Duration};
+
+use aya::maps::lpm_trie::Key;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+use shield_common::lists::{ListEntry, Origin};
+use thiserror::Error;
+
+use crate::{
+    clock,
+    program::{ListV4, ListV6},
+};
+
+/// Which list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListKind {
+    Allow,
+    Block,
+}
+
+impl ListKind {
+    pub const fn noun(self) -> &'static str {
+        match self {
+            ListKind::Allow => "allowlist",
+            ListKind::Block => "blocklist",
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ListError {
+    #[error("'{input}' is not an IPv4 or IPv6 address or CIDR (examples: 198.18.0.7, 198.18.0.0/24, 2001:db8::/48)")]
+    NotAnAddress { input: String },
+    #[error("'{input}' has host bits set; did you mean {network}?")]
+    HostBitsSet { input: String, network: IpNet },
+    #[error("the {list} is full ({used}/{capacity}); delete entries or wait for expiries")]
+    Full { list: &'static str, used: usize, capacity: u32 },
+    #[error("{net} is not in the {list}")]
+    NotListed { net: IpNet, list: &'static str },
+    #[error("writing {net} to the {list} failed: {reason}")]
+    Kernel { net: IpNet, list: &'static str, reason: String },
+}
+
+/// Parse an address (taken as a /32 or /128) or a CIDR. Host bits must be zero, so a typo
+/// like 198.18.0.7/16 is caught rather than silently widened.
+pub fn parse_net(input: &str) -> Result<IpNet, ListError> {
+    let trimmed = input.trim();
+    if let Ok(addr) = trimmed.parse::<IpAddr>() {
+        return Ok(IpNet::from(addr));
+    }
+    let net: IpNet =
+        trimmed.parse().map_err(|_| ListError::NotAnAddress { input: input.to_owned() })?;
+    if net.addr() != net.network() {
+        return Err(ListError::HostBitsSet { input: input.to_owned(), network: net.trunc() });
+    }
+    Ok(net)
+}
+
+/// One entry as operators see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedNet {
+    pub net: IpNet,
+    /// Seconds left, or none for a permanent entry.
+    pub expires_in_secs: Option<u64>,
+    pub origin: String,
+    pub created_at_unix: u64,
+}
+
+/// Both tries of one list.
+pub struct List<'a> {
+    pub kind: ListKind,
+    pub v4: &'a mut ListV4,
+    pub v6: &'a mut ListV6,
+    pub v4_capacity: u32,
+    pub v6_capacity: u32,
+}
+
+impl List<'_> {
+    /// Add or replace an entry.
+    pub fn insert(&mut self, net: IpNet, ttl: Option<Duration>, origin: Origin) -> Result<(), ListError> {
+        let entry = ListEntry {
+            expires_at_ns: clock::expiry_after(ttl),
+            created_at_unix: clock::unix_now(),
+            origin: origin as u32,
+            _reserved: 0,
+        };
+        let list = self.kind.noun();
+        let result = match net {
+            IpNet::V4(n) => self.v4.insert(&key_v4(n), entry, 0),
+            IpNet::V6(n) => self.v6.insert(&key_v6(n), entry, 0),
+        };
+        result.map_err(|e| {
+            if is_full(&e) {
+                let (used, capacity) = match net {
+                    IpNet::V4(_) => (self.v4.keys().count(), self.v4_capacity),
+                    IpNet::V6(_) => (self.v6.keys().count(), self.v6_capacity),
+                };
+                ListError::Full { list, used, capacity }
+            } else {
+                ListError::Kernel { net, list, reason: e.to_string() }
+            }
+        })
+    }
+
+    /// Delete an exact entry.
+    pub fn remove(&mut self, net: IpNet) -> Result<(), ListError> {
+        let list = self.kind.noun();
+        let result = match net {
+            IpNet::V4(n) => self.v4.remove(&key_v4(n)),
+            IpNet::V6(n) => self.v6.remove(&key_v6(n)),
+        };
+        result.map_err(|e| match e {
+            aya::maps::MapError::KeyNotFound => ListError::NotListed { net, list },
+            aya::maps::MapError::SyscallError(ref s) if s.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                ListError::NotListed { net, list }
+            }
+            other => ListError::Kernel { net, list, reason: other.to_string() },
+        })
+    }
+
+    /// Every entry, both families, sorted.
+    pub fn entries(&self) -> Vec<(IpNet, ListEntry)> {
+        let mut out = Vec::new();
+        for (key, entry) in self.v4.iter().flatten() {
+            if let Ok(n) = Ipv4Net::new(key.data().into(), key.prefix_len() as u8) {
+                out.push((IpNet::V4(n), entry));
+            }
+        }
+        for (key, entry) in self.v6.iter().flatten() {
+            if let Ok(n) = Ipv6Net::new(key.data().into(), key.prefix_len() as u8) {
+                out.push((IpNet::V6(n), entry));
+            }
+        }
+        out.sort_by_key(|(net, _)| *net);
+        out
+    }
+
+    /// Entries as operators see them, expired ones left out.
+    pub fn listed(&self) -> Vec<ListedNet> {
+        let now = clock::monotonic_ns();
+        self.entries()
+            .into_iter()
+            .filter(|(_, e)| e.active_at(now))
+            .map(|(net, e)| ListedNet {
+                net,
+                expires_in_secs: clock::remaining(e.expires_at_ns).map(|d| d.as_secs()),
+                origin: Origin::from_u32(e.origin).map_or("unknown", Origin::name).to_owned(),
+                created_at_unix: e.created_at_unix,
+            })
+            .collect()
+    }
+
+    /// The entry in force that covers `addr`, if any (longest prefix first).
+    pub fn covering(&self, addr: IpAddr) -> Option<IpNet> {
+        let now = clock::monotonic_ns();
+        let mut best: Option<IpNet> = None;
+        for (net, entry) in self.entries() {
+            if entry.active_at(now) && net.contains(&addr) && best.is_none_or(|b| net.prefix_len() > b.prefix_len()) {
+                best = Some(net);
+            }
+        }
+        best
+    }
+
+    /// Delete expired entries; returns how many.
+    pub fn remove_expired(&mut self) -> usize {
+        let now = clock::monotonic_ns();
+        let expired: Vec<IpNet> =
+            self.entries().into_iter().filter(|(_, e)| !e.active_at(now)).map(|(n, _)| n).collect();
+        expired.into_iter().filter(|net| self.remove(*net).is_ok()).count()
+    }
+}
+
+fn key_v4(net: Ipv4Net) -> Key<[u8; 4]> {
+    Key::new(u32::from(net.prefix_len()), net.network().octets())
+}
+
+fn key_v6(net: Ipv6Net) -> Key<[u8; 16]> {
+    Key::new(u32::from(net.prefix_len()), net.network().octets())
+}
+
+fn is_full(e: &aya::maps::MapError) -> bool {
+    matches!(e, aya::maps::MapError::SyscallError(s)
+        if matches!(s.io_error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::E2BIG) | Some(libc::ENOMEM)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_addresses_become_host_routes() {
+        assert_eq!(parse_net("198.18.0.7").unwrap().to_string(), "198.18.0.7/32");
+        assert_eq!(parse_net(" 2001:db8::1 ").unwrap().to_string(), "2001:db8::1/128");
+    }
+
+    #[test]
+    fn cidrs_parse() {
+        assert_eq!(parse_net("198.18.0.0/15").unwrap().prefix_len(), 15);
+        assert_eq!(parse_net("2001:db8::/32").unwrap().prefix_len(), 32);
+    }
+
+    #[test]
+    fn host_bits_are_refused_with_a_suggestion() {
+        let err = parse_net("198.18.0.7/16").unwrap_err();
+        assert_eq!(err.to_string(), "'198.18.0.7/16' has host bits set; did you mean 198.18.0.0/16?");
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        for bad in ["", "198.18.0", "198.18.0.256", "198.18.0.0/33", "2001:db8::/129", "example.com", "1.2.3.4/-1"] {
+            assert!(matches!(parse_net(bad), Err(ListError::NotAnAddress { .. })), "{bad}");
+        }
+    }
+}

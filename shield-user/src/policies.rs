@@ -1,0 +1,354 @@
+//! Rate policies as operators write them (`PolicySpec`), their validation, and their kernel
+//! form: a `POLICIES` slot plus the `PORT_POLICY` entries of its ports.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+use shield_common::{
+    gcra::{Limit, LimitError},
+    policy::{
+        DEFAULT_POLICY_ID, DEFAULT_V4_PREFIX, DEFAULT_V6_PREFIX, IPPROTO_TCP, IPPROTO_UDP,
+        MAX_POLICIES, POLICY_ENABLED, POLICY_MONITOR, POLICY_NAME_LEN, Policy, port_policy_slot,
+    },
+};
+use thiserror::Error;
+
+/// Name of the policy in slot 0, used when no port policy matches.
+pub const DEFAULT_POLICY_NAME: &str = "default";
+
+/// Smallest bytes burst: one full-size Ethernet frame must fit, or it could never pass.
+pub const MIN_BYTES_BURST: u64 = 1514;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error("policy name '{0}' is invalid: use 1..={POLICY_NAME_LEN} characters of a-z, 0-9, '-' and '_'")]
+    BadName(String),
+    #[error("{field}: {source}")]
+    Limit {
+        field: &'static str,
+        #[source]
+        source: LimitError,
+    },
+    #[error("bytes burst {0} is below {MIN_BYTES_BURST}: a full-size frame could never pass")]
+    BytesBurstTooSmall(u64),
+    #[error("{family} prefix length {len} is out of range: use 1..={max}")]
+    Prefix { family: &'static str, len: u8, max: u8 },
+    #[error("'{0}' is not a port: use tcp/PORT or udp/PORT, e.g. tcp/443")]
+    BadPort(String),
+    #[error("the default policy applies to every port not claimed by another policy; it cannot list ports")]
+    DefaultHasPorts,
+    #[error("{port} already belongs to policy '{owner}'; remove it there first")]
+    PortTaken { port: PortSpec, owner: String },
+    #[error("no room for another policy ({max} at most, the default included)")]
+    TooMany { max: u32 },
+    #[error("no policy named '{0}'")]
+    Unknown(String),
+}
+
+/// A protected destination port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortSpec {
+    pub proto: u8,
+    pub port: u16,
+}
+
+impl PortSpec {
+    pub fn slot(self) -> u32 {
+        // Only TCP and UDP ports are ever constructed.
+        port_policy_slot(self.proto, self.port).unwrap_or(0)
+    }
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let proto = if self.proto == IPPROTO_UDP { "udp" } else { "tcp" };
+        write!(f, "{proto}/{}", self.port)
+    }
+}
+
+impl FromStr for PortSpec {
+    type Err = PolicyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || PolicyError::BadPort(s.to_owned());
+        let (proto, port) = match s.split_once('/') {
+            Some(("tcp", p)) => (IPPROTO_TCP, p),
+            Some(("udp", p)) => (IPPROTO_UDP, p),
+            None => (IPPROTO_TCP, s),
+            _ => return Err(bad()),
+        };
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if port == 0 {
+            return Err(bad());
+        }
+        Ok(PortSpec { proto, port })
+    }
+}
+
+impl Serialize for PortSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A rate (per second) and burst. A rate of 0 means no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateSpec {
+    pub rate: u64,
+    pub burst: u64,
+}
+
+/// A policy as operators configure it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicySpec {
+    pub name: String,
+    /// Destination ports this policy protects; empty for the default policy.
+    pub ports: Vec<PortSpec>,
+    pub packets: RateSpec,
+    pub bytes: RateSpec,
+    pub syn: RateSpec,
+    pub v4_prefix: u8,
+    pub v6_prefix: u8,
+    pub monitor: bool,
+}
+
+impl PolicySpec {
+    /// The built-in default policy: generous enough not to get in the way of normal clients,
+    /// tight enough that one source cannot flood the host or open connections by the thousand.
+    pub fn builtin_default() -> PolicySpec {
+        PolicySpec {
+            name: DEFAULT_POLICY_NAME.to_owned(),
+            ports: Vec::new(),
+            packets: RateSpec { rate: 10_000, burst: 20_000 },
+            bytes: RateSpec::default(),
+            syn: RateSpec { rate: 200, burst: 400 },
+            v4_prefix: DEFAULT_V4_PREFIX,
+            v6_prefix: DEFAULT_V6_PREFIX,
+            monitor: false,
+        }
+    }
+
+    /// Validate and convert to the kernel's form.
+    pub fn to_kernel(&self) -> Result<Policy, PolicyError> {
+        validate_name(&self.name)?;
+        if self.name == DEFAULT_POLICY_NAME && !self.ports.is_empty() {
+            return Err(PolicyError::DefaultHasPorts);
+        }
+        let limit = |field, r: RateSpec| {
+            Limit::new(r.rate, r.burst).map_err(|source| PolicyError::Limit { field, source })
+        };
+        if self.bytes.rate != 0 && self.bytes.burst < MIN_BYTES_BURST {
+            return Err(PolicyError::BytesBurstTooSmall(self.bytes.burst));
+        }
+        if !(1..=32).contains(&self.v4_prefix) {
+            return Err(PolicyError::Prefix { family: "IPv4", len: self.v4_prefix, max: 32 });
+        }
+        if !(1..=128).contains(&self.v6_prefix) {
+            return Err(PolicyError::Prefix { family: "IPv6", len: self.v6_prefix, max: 128 });
+        }
+        let mut name = [0u8; POLICY_NAME_LEN];
+        name[..self.name.len()].copy_from_slice(self.name.as_bytes());
+        Ok(Policy {
+            packets: limit("packets", self.packets)?,
+            bytes: limit("bytes", self.bytes)?,
+            syn: limit("syn", self.syn)?,
+            name,
+            v4_prefix_len: self.v4_prefix,
+            v6_prefix_len: self.v6_prefix,
+            flags: POLICY_ENABLED | if self.monitor { POLICY_MONITOR } else { 0 },
+            _reserved: [0; 5],
+        })
+    }
+
+    /// The operator's view of a kernel policy and its ports.
+    pub fn from_kernel(policy: &Policy, ports: Vec<PortSpec>) -> PolicySpec {
+        let rate = |l: &Limit| RateSpec { rate: l.rate, burst: l.burst };
+        PolicySpec {
+            name: policy.name_str().to_owned(),
+            ports,
+            packets: rate(&policy.packets),
+            bytes: rate(&policy.bytes),
+            syn: rate(&policy.syn),
+            v4_prefix: policy.v4_prefix_len,
+            v6_prefix: policy.v6_prefix_len,
+            monitor: policy.monitor(),
+        }
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), PolicyError> {
+    let ok = !name.is_empty()
+        && name.len() <= POLICY_NAME_LEN
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok { Ok(()) } else { Err(PolicyError::BadName(name.to_owned())) }
+}
+
+/// The policies in force, by slot. Slot 0 is always the default policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyTable {
+    pub slots: Vec<Option<PolicySpec>>,
+}
+
+/// What a `set` changes in the kernel maps.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PolicyChange {
+    pub slot: u32,
+    pub policy: Policy,
+    /// PORT_POLICY slots to point at `slot`.
+    pub claim: Vec<u32>,
+    /// PORT_POLICY slots to point back at the default policy.
+    pub release: Vec<u32>,
+}
+
+impl PolicyTable {
+    pub fn policies(&self) -> impl Iterator<Item = &PolicySpec> {
+        self.slots.iter().flatten()
+    }
+
+    pub fn find(&self, name: &str) -> Option<(u32, &PolicySpec)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| s.as_ref().filter(|p| p.name == name).map(|p| (i as u32, p)))
+    }
+
+    /// Plan adding or replacing `spec`: validated completely before anything is written.
+    pub fn plan_set(&self, spec: &PolicySpec) -> Result<PolicyChange, PolicyError> {
+        let policy = spec.to_kernel()?;
+        let slot = match self.find(&spec.name) {
+            Some((slot, _)) => slot,
+            None if spec.name == DEFAULT_POLICY_NAME => DEFAULT_POLICY_ID,
+            None => (1..MAX_POLICIES)
+                .find(|&i| self.slots.get(i as usize).is_none_or(Option::is_none))
+                .ok_or(PolicyError::TooMany { max: MAX_POLICIES })?,
+        };
+        for port in &spec.ports {
+            if let Some(owner) = self.policies().find(|p| p.name != spec.name && p.ports.contains(port)) {
+                return Err(PolicyError::PortTaken { port: *port, owner: owner.name.clone() });
+            }
+        }
+        let old_ports = self.find(&spec.name).map(|(_, p)| p.ports.clone()).unwrap_or_default();
+        Ok(PolicyChange {
+            slot,
+            policy,
+            claim: spec.ports.iter().map(|p| p.slot()).collect(),
+            release: old_ports.iter().filter(|p| !spec.ports.contains(p)).map(|p| p.slot()).collect(),
+        })
+    }
+
+    /// Record an applied change.
+    pub fn apply(&mut self, slot: u32, spec: PolicySpec) {
+        let slot = slot as usize;
+        if self.slots.len() <= slot {
+            self.slots.resize(slot + 1, None);
+        }
+        self.slots[slot] = Some(spec);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(ports: &[&str]) -> PolicySpec {
+        PolicySpec {
+            name: "api".into(),
+            ports: ports.iter().map(|p| p.parse().unwrap()).collect(),
+            ..PolicySpec::builtin_default()
+        }
+    }
+
+    #[test]
+    fn builtin_default_is_valid() {
+        let p = PolicySpec::builtin_default().to_kernel().unwrap();
+        assert!(p.enabled());
+        assert!(!p.monitor());
+        assert_eq!(p.name_str(), "default");
+    }
+
+    #[test]
+    fn kernel_round_trip_keeps_every_field() {
+        let mut spec = api(&["tcp/443", "udp/53"]);
+        spec.bytes = RateSpec { rate: 1_000_000, burst: 100_000 };
+        spec.monitor = true;
+        spec.v6_prefix = 48;
+        let k = spec.to_kernel().unwrap();
+        assert_eq!(PolicySpec::from_kernel(&k, spec.ports.clone()), spec);
+    }
+
+    #[test]
+    fn ports_parse() {
+        assert_eq!("tcp/443".parse::<PortSpec>().unwrap(), PortSpec { proto: IPPROTO_TCP, port: 443 });
+        assert_eq!("8080".parse::<PortSpec>().unwrap(), PortSpec { proto: IPPROTO_TCP, port: 8080 });
+        assert_eq!("udp/53".parse::<PortSpec>().unwrap().to_string(), "udp/53");
+        for bad in ["sctp/80", "tcp/0", "tcp/65536", "tcp/", "x"] {
+            assert!(bad.parse::<PortSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        let mut s = api(&[]);
+        s.name = "Bad Name".into();
+        assert!(matches!(s.to_kernel(), Err(PolicyError::BadName(_))));
+        let mut s = api(&[]);
+        s.v4_prefix = 0;
+        assert!(matches!(s.to_kernel(), Err(PolicyError::Prefix { .. })));
+        let mut s = api(&[]);
+        s.v6_prefix = 129;
+        assert!(matches!(s.to_kernel(), Err(PolicyError::Prefix { .. })));
+        let mut s = api(&[]);
+        s.packets = RateSpec { rate: 10, burst: 0 };
+        assert!(matches!(s.to_kernel(), Err(PolicyError::Limit { field: "packets", .. })));
+        let mut s = api(&[]);
+        s.bytes = RateSpec { rate: 10, burst: 100 };
+        assert_eq!(s.to_kernel(), Err(PolicyError::BytesBurstTooSmall(100)));
+        let mut s = PolicySpec::builtin_default();
+        s.ports = vec!["tcp/80".parse().unwrap()];
+        assert_eq!(s.to_kernel(), Err(PolicyError::DefaultHasPorts));
+    }
+
+    #[test]
+    fn a_port_belongs_to_one_policy() {
+        let mut t = PolicyTable::default();
+        t.apply(0, PolicySpec::builtin_default());
+        let change = t.plan_set(&api(&["tcp/443"])).unwrap();
+        assert_eq!(change.slot, 1);
+        t.apply(change.slot, api(&["tcp/443"]));
+        let mut other = api(&["tcp/443"]);
+        other.name = "other".into();
+        assert!(matches!(t.plan_set(&other), Err(PolicyError::PortTaken { .. })));
+    }
+
+    #[test]
+    fn replacing_a_policy_releases_dropped_ports() {
+        let mut t = PolicyTable::default();
+        t.apply(0, PolicySpec::builtin_default());
+        t.apply(1, api(&["tcp/443", "tcp/8443"]));
+        let change = t.plan_set(&api(&["tcp/443"])).unwrap();
+        assert_eq!(change.slot, 1);
+        assert_eq!(change.claim, vec![443]);
+        assert_eq!(change.release, vec![8443]);
+    }
+
+    #[test]
+    fn slots_run_out() {
+        let mut t = PolicyTable::default();
+        t.apply(0, PolicySpec::builtin_default());
+        for i in 1..MAX_POLICIES {
+            let mut s = api(&[]);
+            s.name = format!("p{i}");
+            t.apply(i, s);
+        }
+        let mut s = api(&[]);
+        s.name = "one-more".into();
+        assert_eq!(t.plan_set(&s), Err(PolicyError::TooMany { max: MAX_POLICIES }));
+    }
+}
