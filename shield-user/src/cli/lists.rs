@@ -1,0 +1,124 @@
+//! `shield block ...` and `shield allow ...`.
+
+use std::time::Duration;
+
+use clap::Subcommand;
+
+use super::{
+    Client,
+    output::{self, Format, Table},
+};
+use crate::{
+    api::{self, ListAdd, ListDelete, ListEntries},
+    lists::{ListKind, parse_net},
+};
+
+#[derive(Debug, Subcommand)]
+pub enum BlockCommand {
+    /// Block addresses or CIDRs (IPv4 or IPv6).
+    Add {
+        /// Addresses or CIDRs, e.g. 198.18.0.7 198.18.0.0/24 2001:db8::/48.
+        #[arg(required = true, value_name = "NET")]
+        nets: Vec<String>,
+        /// Remove the block after this long (e.g. 30s, 10m, 1h30m); default: permanent.
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Duration>,
+        /// Block even a range that covers allowlisted addresses.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete blocks (exact address or CIDR as added).
+    Delete {
+        #[arg(required = true, value_name = "NET")]
+        nets: Vec<String>,
+    },
+    /// List blocks in force.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AllowCommand {
+    /// Allow addresses or CIDRs: never limited, never blocked (allow wins over block).
+    Add {
+        #[arg(required = true, value_name = "NET")]
+        nets: Vec<String>,
+        /// Remove the entry after this long (e.g. 30s, 10m, 1h30m); default: permanent.
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Duration>,
+    },
+    /// Delete allowlist entries (exact address or CIDR as added).
+    Delete {
+        #[arg(required = true, value_name = "NET")]
+        nets: Vec<String>,
+    },
+    /// List allowlist entries in force.
+    List,
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration ({e}); use e.g. 30s, 10m, 1h30m"))?;
+    if d < Duration::from_secs(1) {
+        return Err(format!("ttl '{s}' is below one second"));
+    }
+    Ok(d)
+}
+
+pub fn block(client: &Client, format: Format, cmd: &BlockCommand) -> anyhow::Result<()> {
+    match cmd {
+        BlockCommand::Add { nets, ttl, force } => add(client, ListKind::Block, nets, *ttl, *force),
+        BlockCommand::Delete { nets } => delete(client, ListKind::Block, nets),
+        BlockCommand::List => list(client, format, ListKind::Block),
+    }
+}
+
+pub fn allow(client: &Client, format: Format, cmd: &AllowCommand) -> anyhow::Result<()> {
+    match cmd {
+        AllowCommand::Add { nets, ttl } => add(client, ListKind::Allow, nets, *ttl, false),
+        AllowCommand::Delete { nets } => delete(client, ListKind::Allow, nets),
+        AllowCommand::List => list(client, format, ListKind::Allow),
+    }
+}
+
+/// Validate every argument before sending any, so a typo in the third changes nothing.
+fn validate(nets: &[String]) -> anyhow::Result<()> {
+    for n in nets {
+        parse_net(n)?;
+    }
+    Ok(())
+}
+
+fn add(client: &Client, kind: ListKind, nets: &[String], ttl: Option<Duration>, force: bool) -> anyhow::Result<()> {
+    validate(nets)?;
+    for net in nets {
+        let req = ListAdd { net: net.clone(), ttl_secs: ttl.map(|d| d.as_secs()), force };
+        let added: ipnet::IpNet = client.send("POST", api::list_path(kind), &req)?;
+        let until = ttl.map_or(String::new(), |d| format!(" for {}", output::duration(d.as_secs())));
+        println!("added {added} to the {}{until}", kind.noun());
+    }
+    Ok(())
+}
+
+fn delete(client: &Client, kind: ListKind, nets: &[String]) -> anyhow::Result<()> {
+    validate(nets)?;
+    for net in nets {
+        let deleted: ipnet::IpNet = client.send("DELETE", api::list_path(kind), &ListDelete { net: net.clone() })?;
+        println!("deleted {deleted} from the {}", kind.noun());
+    }
+    Ok(())
+}
+
+fn list(client: &Client, format: Format, kind: ListKind) -> anyhow::Result<()> {
+    let entries: ListEntries = client.get(api::list_path(kind))?;
+    output::print(format, &entries, |e| {
+        let mut t = Table::new(&["net", "expires in", "origin", "created"]);
+        for n in &e.entries {
+            t.row(vec![
+                n.net.to_string(),
+                n.expires_in_secs.map_or("never".into(), output::duration),
+                n.origin.clone(),
+                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(n.created_at_unix)).to_string(),
+            ]);
+        }
+        t
+    })
+}

@@ -1,0 +1,50 @@
+//! `shield status` and `shield stats`.
+
+use super::{
+    Client,
+    output::{self, Format, Table},
+};
+use crate::api::{self, Stats, Status};
+
+pub fn status(client: &Client, format: Format) -> anyhow::Result<()> {
+    let status: Status = client.get(api::STATUS)?;
+    match format {
+        Format::Json => output::print(format, &status, |_| Table::new(&[])),
+        Format::Table => {
+            println!("shield {} (agent pid {})", status.version, status.pid);
+            println!("program id: {}", status.program_id.map_or("-".into(), |i| i.to_string()));
+            println!("pins:       {}", status.pin_dir);
+            println!(
+                "global:     monitor {}, malformed frames {}",
+                if status.global.monitor { "on" } else { "off" },
+                if status.global.drop_malformed { "dropped" } else { "passed" }
+            );
+            println!("policies:   {}", status.policies);
+            println!();
+            let mut t = Table::new(&["interface", "ifindex", "mode"]);
+            for i in &status.interfaces {
+                t.row(vec![i.name.clone(), i.ifindex.to_string(), i.mode.clone()]);
+            }
+            print!("{}", t.render());
+            println!();
+            let mut t = Table::new(&["map", "entries", "capacity", "fill"]);
+            for m in &status.maps {
+                let fill = 100.0 * m.entries as f64 / f64::from(m.capacity.max(1));
+                t.row(vec![m.name.clone(), m.entries.to_string(), m.capacity.to_string(), format!("{fill:.1}%")]);
+            }
+            print!("{}", t.render());
+            Ok(())
+        }
+    }
+}
+
+pub fn stats(client: &Client, format: Format) -> anyhow::Result<()> {
+    let stats: Stats = client.get(api::STATS)?;
+    output::print(format, &stats, |s| {
+        let mut t = Table::new(&["reason", "action", "packets", "bytes"]);
+        for c in s.counters.iter().filter(|c| c.packets > 0) {
+            t.row(vec![c.reason.clone(), c.action.clone(), c.packets.to_string(), c.bytes.to_string()]);
+        }
+        t
+    })
+}
