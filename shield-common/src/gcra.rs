@@ -43,7 +43,10 @@ impl core::fmt::Display for LimitError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             LimitError::RateOutOfRange { rate } => {
-                write!(f, "rate {rate} is out of range: use 1..={MAX_RATE} per second, or 0 to switch the limit off")
+                write!(
+                    f,
+                    "rate {rate} is out of range: use 1..={MAX_RATE} per second, or 0 to switch the limit off"
+                )
             }
             LimitError::BurstOutOfRange { burst } => {
                 write!(f, "burst {burst} is out of range: use 1..={MAX_BURST}")
@@ -137,9 +140,15 @@ mod tests {
 
     #[test]
     fn out_of_range_is_refused() {
-        assert_eq!(Limit::new(MAX_RATE + 1, 1), Err(LimitError::RateOutOfRange { rate: MAX_RATE + 1 }));
+        assert_eq!(
+            Limit::new(MAX_RATE + 1, 1),
+            Err(LimitError::RateOutOfRange { rate: MAX_RATE + 1 })
+        );
         assert_eq!(Limit::new(10, 0), Err(LimitError::BurstOutOfRange { burst: 0 }));
-        assert_eq!(Limit::new(10, MAX_BURST + 1), Err(LimitError::BurstOutOfRange { burst: MAX_BURST + 1 }));
+        assert_eq!(
+            Limit::new(10, MAX_BURST + 1),
+            Err(LimitError::BurstOutOfRange { burst: MAX_BURST + 1 })
+        );
     }
 
     #[test]

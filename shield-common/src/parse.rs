@@ -13,7 +13,7 @@ use crate::{
 /// Bytes a frame exposes to the parser.
 pub trait Frame {
     /// Total length of the frame in bytes.
-    fn len(&self) -> usize;
+    fn frame_len(&self) -> usize;
 
     /// `N` bytes at `offset`, or `None` when they are not all inside the frame or past
     /// [`MAX_PARSE_OFFSET`].
@@ -21,8 +21,8 @@ pub trait Frame {
 }
 
 impl Frame for [u8] {
-    fn len(&self) -> usize {
-        <[u8]>::len(self)
+    fn frame_len(&self) -> usize {
+        self.len()
     }
 
     fn read<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
@@ -147,7 +147,7 @@ fn parse_ipv4<F: Frame + ?Sized>(frame: &F, offset: usize) -> Result<Parsed, Mal
     }
     let total_len = be16([tl0, tl1]) as usize;
     // Ethernet padding may follow the datagram, so the frame may be longer, never shorter.
-    if total_len < header_len || offset + total_len > frame.len() {
+    if total_len < header_len || offset + total_len > frame.frame_len() {
         return Err(Malformed::Ipv4);
     }
     let mut info = IpInfo {
@@ -174,7 +174,7 @@ fn parse_ipv6<F: Frame + ?Sized>(frame: &F, offset: usize) -> Result<Parsed, Mal
     }
     let payload_len = be16([h[4], h[5]]) as usize;
     let end = offset + 40 + payload_len;
-    if end > frame.len() {
+    if end > frame.frame_len() {
         return Err(Malformed::Ipv6);
     }
     let mut src = [0u8; 16];
@@ -197,8 +197,7 @@ fn parse_ipv6<F: Frame + ?Sized>(frame: &F, offset: usize) -> Result<Parsed, Mal
                 (len as usize + 2) * 4
             }
             IPV6_FRAGMENT => {
-                let [next, _, fo0, fo1, ..]: [u8; 8] =
-                    frame.read(cursor).ok_or(Malformed::Ipv6)?;
+                let [next, _, fo0, fo1, ..]: [u8; 8] = frame.read(cursor).ok_or(Malformed::Ipv6)?;
                 info.l4_proto = next;
                 if be16([fo0, fo1]) >> 3 != 0 {
                     // A later fragment: no L4 header follows.
@@ -261,10 +260,8 @@ fn parse_l4<F: Frame + ?Sized>(
             }
             info.dst_port = Some(be16([u[2], u[3]]));
         }
-        IPPROTO_ICMP | IPPROTO_ICMPV6 => {
-            if offset + 4 > end || frame.read::<4>(offset).is_none() {
-                return Err(Malformed::L4);
-            }
+        IPPROTO_ICMP | IPPROTO_ICMPV6 if offset + 4 > end || frame.read::<4>(offset).is_none() => {
+            return Err(Malformed::L4);
         }
         _ => {}
     }

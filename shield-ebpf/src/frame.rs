@@ -34,7 +34,7 @@ impl XdpFrame {
 
 impl Frame for XdpFrame {
     #[inline(always)]
-    fn len(&self) -> usize {
+    fn frame_len(&self) -> usize {
         self.end() - self.start
     }
 

@@ -10,10 +10,11 @@
 mod frame;
 mod maps;
 
-
 use core::intrinsics::{AtomicOrdering::Relaxed, atomic_cxchg, atomic_xadd};
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+};
 use shield_common::{
     config::RuntimeConfig,
     counters::{Action, Counter, Reason, counter_slot},
@@ -116,14 +117,14 @@ fn charge_source(
     } else {
         SourceKey::v6(info.src, policy.v6_prefix_len, policy_id as u8)
     };
-    let state = match BUCKETS.get_ptr_mut(&key) {
+    let state = match BUCKETS.get_ptr_mut(key) {
         Some(state) => state,
         None => {
             // A new source: its buckets start full. BPF_NOEXIST: if another CPU inserted it
             // first, use that entry.
             let fresh = SourceState { last_seen_ns: now, ..SourceState::default() };
-            let _ = BUCKETS.insert(&key, &fresh, aya_ebpf::bindings::BPF_NOEXIST.into());
-            BUCKETS.get_ptr_mut(&key)?
+            let _ = BUCKETS.insert(key, fresh, aya_ebpf::bindings::BPF_NOEXIST.into());
+            BUCKETS.get_ptr_mut(key)?
         }
     };
     // SAFETY: `state` points into a BUCKETS value, valid for this program run; all shared fields

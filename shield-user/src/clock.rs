@@ -20,7 +20,9 @@ pub fn unix_now() -> u64 {
 pub fn expiry_after(ttl: Option<Duration>) -> u64 {
     match ttl {
         None => 0,
-        Some(ttl) => monotonic_ns().saturating_add(ttl.as_nanos().min(u64::MAX as u128) as u64).max(1),
+        Some(ttl) => {
+            monotonic_ns().saturating_add(ttl.as_nanos().min(u64::MAX as u128) as u64).max(1)
+        }
     }
 }
 

@@ -33,7 +33,9 @@ impl ListKind {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ListError {
-    #[error("'{input}' is not an IPv4 or IPv6 address or CIDR (examples: 198.18.0.7, 198.18.0.0/24, 2001:db8::/48)")]
+    #[error(
+        "'{input}' is not an IPv4 or IPv6 address or CIDR (examples: 198.18.0.7, 198.18.0.0/24, 2001:db8::/48)"
+    )]
     NotAnAddress { input: String },
     #[error("'{input}' has host bits set; did you mean {network}?")]
     HostBitsSet { input: String, network: IpNet },
@@ -81,7 +83,12 @@ pub struct List<'a> {
 
 impl List<'_> {
     /// Add or replace an entry.
-    pub fn insert(&mut self, net: IpNet, ttl: Option<Duration>, origin: Origin) -> Result<(), ListError> {
+    pub fn insert(
+        &mut self,
+        net: IpNet,
+        ttl: Option<Duration>,
+        origin: Origin,
+    ) -> Result<(), ListError> {
         let entry = ListEntry {
             expires_at_ns: clock::expiry_after(ttl),
             created_at_unix: clock::unix_now(),
@@ -115,7 +122,9 @@ impl List<'_> {
         };
         result.map_err(|e| match e {
             aya::maps::MapError::KeyNotFound => ListError::NotListed { net, list },
-            aya::maps::MapError::SyscallError(ref s) if s.io_error.raw_os_error() == Some(libc::ENOENT) => {
+            aya::maps::MapError::SyscallError(ref s)
+                if s.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
                 ListError::NotListed { net, list }
             }
             other => ListError::Kernel { net, list, reason: other.to_string() },
@@ -159,7 +168,10 @@ impl List<'_> {
         let now = clock::monotonic_ns();
         let mut best: Option<IpNet> = None;
         for (net, entry) in self.entries() {
-            if entry.active_at(now) && net.contains(&addr) && best.is_none_or(|b| net.prefix_len() > b.prefix_len()) {
+            if entry.active_at(now)
+                && net.contains(&addr)
+                && best.is_none_or(|b| net.prefix_len() > b.prefix_len())
+            {
                 best = Some(net);
             }
         }
@@ -207,12 +219,23 @@ mod tests {
     #[test]
     fn host_bits_are_refused_with_a_suggestion() {
         let err = parse_net("198.18.0.7/16").unwrap_err();
-        assert_eq!(err.to_string(), "'198.18.0.7/16' has host bits set; did you mean 198.18.0.0/16?");
+        assert_eq!(
+            err.to_string(),
+            "'198.18.0.7/16' has host bits set; did you mean 198.18.0.0/16?"
+        );
     }
 
     #[test]
     fn garbage_is_refused() {
-        for bad in ["", "198.18.0", "198.18.0.256", "198.18.0.0/33", "2001:db8::/129", "example.com", "1.2.3.4/-1"] {
+        for bad in [
+            "",
+            "198.18.0",
+            "198.18.0.256",
+            "198.18.0.0/33",
+            "2001:db8::/129",
+            "example.com",
+            "1.2.3.4/-1",
+        ] {
             assert!(matches!(parse_net(bad), Err(ListError::NotAnAddress { .. })), "{bad}");
         }
     }

@@ -24,10 +24,8 @@ fn main() -> ExitCode {
 }
 
 fn run_agent(args: shield_user::agent::RunArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(shield_user::agent::run(args))
 }
 

@@ -21,7 +21,9 @@ pub const MIN_BYTES_BURST: u64 = 1514;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PolicyError {
-    #[error("policy name '{0}' is invalid: use 1..={POLICY_NAME_LEN} characters of a-z, 0-9, '-' and '_'")]
+    #[error(
+        "policy name '{0}' is invalid: use 1..={POLICY_NAME_LEN} characters of a-z, 0-9, '-' and '_'"
+    )]
     BadName(String),
     #[error("{field}: {source}")]
     Limit {
@@ -35,7 +37,9 @@ pub enum PolicyError {
     Prefix { family: &'static str, len: u8, max: u8 },
     #[error("'{0}' is not a port: use tcp/PORT or udp/PORT, e.g. tcp/443")]
     BadPort(String),
-    #[error("the default policy applies to every port not claimed by another policy; it cannot list ports")]
+    #[error(
+        "the default policy applies to every port not claimed by another policy; it cannot list ports"
+    )]
     DefaultHasPorts,
     #[error("{port} already belongs to policy '{owner}'; remove it there first")]
     PortTaken { port: PortSpec, owner: String },
@@ -186,7 +190,9 @@ impl PolicySpec {
 fn validate_name(name: &str) -> Result<(), PolicyError> {
     let ok = !name.is_empty()
         && name.len() <= POLICY_NAME_LEN
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if ok { Ok(()) } else { Err(PolicyError::BadName(name.to_owned())) }
 }
 
@@ -230,7 +236,9 @@ impl PolicyTable {
                 .ok_or(PolicyError::TooMany { max: MAX_POLICIES })?,
         };
         for port in &spec.ports {
-            if let Some(owner) = self.policies().find(|p| p.name != spec.name && p.ports.contains(port)) {
+            if let Some(owner) =
+                self.policies().find(|p| p.name != spec.name && p.ports.contains(port))
+            {
                 return Err(PolicyError::PortTaken { port: *port, owner: owner.name.clone() });
             }
         }
@@ -239,7 +247,11 @@ impl PolicyTable {
             slot,
             policy,
             claim: spec.ports.iter().map(|p| p.slot()).collect(),
-            release: old_ports.iter().filter(|p| !spec.ports.contains(p)).map(|p| p.slot()).collect(),
+            release: old_ports
+                .iter()
+                .filter(|p| !spec.ports.contains(p))
+                .map(|p| p.slot())
+                .collect(),
         })
     }
 
@@ -285,8 +297,14 @@ mod tests {
 
     #[test]
     fn ports_parse() {
-        assert_eq!("tcp/443".parse::<PortSpec>().unwrap(), PortSpec { proto: IPPROTO_TCP, port: 443 });
-        assert_eq!("8080".parse::<PortSpec>().unwrap(), PortSpec { proto: IPPROTO_TCP, port: 8080 });
+        assert_eq!(
+            "tcp/443".parse::<PortSpec>().unwrap(),
+            PortSpec { proto: IPPROTO_TCP, port: 443 }
+        );
+        assert_eq!(
+            "8080".parse::<PortSpec>().unwrap(),
+            PortSpec { proto: IPPROTO_TCP, port: 8080 }
+        );
         assert_eq!("udp/53".parse::<PortSpec>().unwrap().to_string(), "udp/53");
         for bad in ["sctp/80", "tcp/0", "tcp/65536", "tcp/", "x"] {
             assert!(bad.parse::<PortSpec>().is_err(), "{bad}");

@@ -74,9 +74,10 @@ impl Loaded {
     /// Load the program, pinning its maps in `pin_dir` (or adopting the maps already pinned
     /// there), and load the XDP program into the kernel (verifier included).
     pub fn load(pin_dir: &Path) -> Result<Loaded, ProgramError> {
-        let mut ebpf = EbpfLoader::new().default_map_pin_directory(pin_dir).load(OBJECT).map_err(|e| {
-            ProgramError::Load { pin_dir: pin_dir.to_owned(), source: Box::new(e) }
-        })?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(pin_dir)
+            .load(OBJECT)
+            .map_err(|e| ProgramError::Load { pin_dir: pin_dir.to_owned(), source: Box::new(e) })?;
         let maps = Maps {
             allow_v4: take(&mut ebpf, maps::ALLOW_V4)?,
             allow_v6: take(&mut ebpf, maps::ALLOW_V6)?,

@@ -37,7 +37,8 @@ pub fn counter_rows(counters: &[Counter]) -> Vec<CounterRow> {
     let mut rows = Vec::new();
     for reason in Reason::ALL {
         for action in Action::ALL {
-            let c = counters.get(counter_slot(reason, action) as usize).copied().unwrap_or_default();
+            let c =
+                counters.get(counter_slot(reason, action) as usize).copied().unwrap_or_default();
             rows.push(CounterRow {
                 reason: reason.name().to_owned(),
                 action: action.name().to_owned(),

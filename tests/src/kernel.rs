@@ -38,7 +38,8 @@ impl Kernel {
     pub fn load() -> Kernel {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let root = PathBuf::from("/sys/fs/bpf");
-        bpffs::ensure_mounted(&root).expect("a bpffs at /sys/fs/bpf (these tests need root and BPF)");
+        bpffs::ensure_mounted(&root)
+            .expect("a bpffs at /sys/fs/bpf (these tests need root and BPF)");
         let pin_dir = root.join(format!(
             "shield-test-{}-{}",
             std::process::id(),
@@ -47,7 +48,10 @@ impl Kernel {
         std::fs::create_dir_all(&pin_dir).expect("create the pin directory");
         let loaded = Loaded::load(&pin_dir).expect("load the XDP program (needs root and BPF)");
         let mut kernel = Kernel { loaded, pin_dir };
-        kernel.set_policy(0, &shield_user::policies::PolicySpec::builtin_default().to_kernel().unwrap());
+        kernel.set_policy(
+            0,
+            &shield_user::policies::PolicySpec::builtin_default().to_kernel().unwrap(),
+        );
         kernel
     }
 
@@ -59,13 +63,8 @@ impl Kernel {
     /// Run one frame `repeat` times; returns the last verdict and the kernel's average per
     /// run. Takes `&self` so threads on several CPUs can run the program at once.
     pub fn run_shared(&self, frame: &[u8], repeat: u32) -> (u32, Duration) {
-        let xdp: &Xdp = self
-            .loaded
-            .ebpf
-            .program(shield_common::maps::PROGRAM)
-            .unwrap()
-            .try_into()
-            .unwrap();
+        let xdp: &Xdp =
+            self.loaded.ebpf.program(shield_common::maps::PROGRAM).unwrap().try_into().unwrap();
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(frame);
         opts.repeat = repeat;

@@ -1,6 +1,10 @@
 //! Layer 2: the real program in the kernel through BPF_PROG_TEST_RUN. Every verdict path and
 //! the malformed corpus, asserting the verdict and the counters, and that nothing else changed.
-#![expect(clippy::unwrap_used, clippy::expect_used, reason = "tests panic on failure")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests and their helpers panic on failure"
+)]
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +16,7 @@ use shield_common::{
 };
 use shield_tests::{
     corpus::{self, Expect},
+    flood::pin_to_cpu,
     frames::*,
     kernel::{Kernel, XDP_DROP, XDP_PASS},
 };
@@ -74,8 +79,10 @@ fn corpus_kernel_verdicts_counters_and_ports() {
     let probe = policy("probe", (1, 1), (0, 0), (0, 0));
     for case in corpus::cases() {
         let mut k = Kernel::load();
-        let ports: Vec<(u8, u16)> =
-            [22, 53, 80, 443, 8080].iter().flat_map(|&p| [(IPPROTO_TCP, p), (IPPROTO_UDP, p)]).collect();
+        let ports: Vec<(u8, u16)> = [22, 53, 80, 443, 8080]
+            .iter()
+            .flat_map(|&p| [(IPPROTO_TCP, p), (IPPROTO_UDP, p)])
+            .collect();
         install(&mut k, 1, &probe, &ports);
         let name = case.name;
         match case.expect {
@@ -94,7 +101,13 @@ fn corpus_kernel_verdicts_counters_and_ports() {
             Expect::Ip(port) => {
                 expect_verdict(&mut k, &case.frame, XDP_PASS, Reason::Passed, Action::Pass);
                 if port.is_some() {
-                    expect_verdict(&mut k, &case.frame, XDP_DROP, Reason::RateLimitedPackets, Action::Drop);
+                    expect_verdict(
+                        &mut k,
+                        &case.frame,
+                        XDP_DROP,
+                        Reason::RateLimitedPackets,
+                        Action::Drop,
+                    );
                 } else {
                     expect_verdict(&mut k, &case.frame, XDP_PASS, Reason::Passed, Action::Pass);
                 }
@@ -109,19 +122,55 @@ fn blocked_v4_address_and_cidr_drop_others_pass() {
     let mut k = Kernel::load();
     k.add(ListKind::Block, "198.18.1.7", None);
     k.add(ListKind::Block, "198.18.2.0/24", None);
-    expect_verdict(&mut k, &ipv4_tcp(v4(1, 7), 80, TCP_SYN), XDP_DROP, Reason::Blocklisted, Action::Drop);
-    expect_verdict(&mut k, &ipv4_udp(v4(2, 200), 53, 8), XDP_DROP, Reason::Blocklisted, Action::Drop);
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(1, 7), 80, TCP_SYN),
+        XDP_DROP,
+        Reason::Blocklisted,
+        Action::Drop,
+    );
+    expect_verdict(
+        &mut k,
+        &ipv4_udp(v4(2, 200), 53, 8),
+        XDP_DROP,
+        Reason::Blocklisted,
+        Action::Drop,
+    );
     expect_verdict(&mut k, &ipv4_icmp(v4(2, 1)), XDP_DROP, Reason::Blocklisted, Action::Drop);
-    expect_verdict(&mut k, &ipv4_tcp(v4(1, 8), 80, TCP_SYN), XDP_PASS, Reason::Passed, Action::Pass);
-    expect_verdict(&mut k, &ipv4_tcp(v4(3, 1), 80, TCP_SYN), XDP_PASS, Reason::Passed, Action::Pass);
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(1, 8), 80, TCP_SYN),
+        XDP_PASS,
+        Reason::Passed,
+        Action::Pass,
+    );
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(3, 1), 80, TCP_SYN),
+        XDP_PASS,
+        Reason::Passed,
+        Action::Pass,
+    );
 }
 
 #[test]
 fn blocked_v6_cidr_drops_others_pass() {
     let mut k = Kernel::load();
     k.add(ListKind::Block, "2001:db8:1:5::/64", None);
-    expect_verdict(&mut k, &ipv6_tcp(v6(5, 99), 443, TCP_SYN), XDP_DROP, Reason::Blocklisted, Action::Drop);
-    expect_verdict(&mut k, &ipv6_tcp(v6(6, 99), 443, TCP_SYN), XDP_PASS, Reason::Passed, Action::Pass);
+    expect_verdict(
+        &mut k,
+        &ipv6_tcp(v6(5, 99), 443, TCP_SYN),
+        XDP_DROP,
+        Reason::Blocklisted,
+        Action::Drop,
+    );
+    expect_verdict(
+        &mut k,
+        &ipv6_tcp(v6(6, 99), 443, TCP_SYN),
+        XDP_PASS,
+        Reason::Passed,
+        Action::Pass,
+    );
 }
 
 #[test]
@@ -131,8 +180,20 @@ fn allow_wins_over_block() {
     k.add(ListKind::Allow, "198.18.9.9", None);
     k.add(ListKind::Block, "2001:db8::/32", None);
     k.add(ListKind::Allow, "2001:db8:1:9::/64", None);
-    expect_verdict(&mut k, &ipv4_tcp(v4(9, 9), 22, TCP_SYN), XDP_PASS, Reason::Allowlisted, Action::Pass);
-    expect_verdict(&mut k, &ipv4_tcp(v4(9, 8), 22, TCP_SYN), XDP_DROP, Reason::Blocklisted, Action::Drop);
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(9, 9), 22, TCP_SYN),
+        XDP_PASS,
+        Reason::Allowlisted,
+        Action::Pass,
+    );
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(9, 8), 22, TCP_SYN),
+        XDP_DROP,
+        Reason::Blocklisted,
+        Action::Drop,
+    );
     expect_verdict(&mut k, &ipv6_udp(v6(9, 1), 53, 4), XDP_PASS, Reason::Allowlisted, Action::Pass);
     expect_verdict(&mut k, &ipv6_udp(v6(8, 1), 53, 4), XDP_DROP, Reason::Blocklisted, Action::Drop);
 }
@@ -143,7 +204,13 @@ fn allowlisted_source_is_never_rate_limited() {
     install(&mut k, 0, &policy("default", (1, 1), (0, 0), (0, 0)), &[]);
     k.add(ListKind::Allow, "198.18.4.4", None);
     for _ in 0..5 {
-        expect_verdict(&mut k, &ipv4_tcp(v4(4, 4), 80, TCP_ACK), XDP_PASS, Reason::Allowlisted, Action::Pass);
+        expect_verdict(
+            &mut k,
+            &ipv4_tcp(v4(4, 4), 80, TCP_ACK),
+            XDP_PASS,
+            Reason::Allowlisted,
+            Action::Pass,
+        );
     }
 }
 
@@ -151,9 +218,21 @@ fn allowlisted_source_is_never_rate_limited() {
 fn expired_block_no_longer_drops() {
     let mut k = Kernel::load();
     k.add(ListKind::Block, "198.18.1.1", Some(Duration::from_millis(200)));
-    expect_verdict(&mut k, &ipv4_tcp(v4(1, 1), 80, TCP_SYN), XDP_DROP, Reason::Blocklisted, Action::Drop);
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(1, 1), 80, TCP_SYN),
+        XDP_DROP,
+        Reason::Blocklisted,
+        Action::Drop,
+    );
     std::thread::sleep(Duration::from_millis(300));
-    expect_verdict(&mut k, &ipv4_tcp(v4(1, 1), 80, TCP_SYN), XDP_PASS, Reason::Passed, Action::Pass);
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(1, 1), 80, TCP_SYN),
+        XDP_PASS,
+        Reason::Passed,
+        Action::Pass,
+    );
 }
 
 #[test]
@@ -161,9 +240,21 @@ fn expired_allow_no_longer_overrides_block() {
     let mut k = Kernel::load();
     k.add(ListKind::Block, "198.18.1.0/24", None);
     k.add(ListKind::Allow, "198.18.1.1", Some(Duration::from_millis(200)));
-    expect_verdict(&mut k, &ipv4_tcp(v4(1, 1), 80, TCP_SYN), XDP_PASS, Reason::Allowlisted, Action::Pass);
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(1, 1), 80, TCP_SYN),
+        XDP_PASS,
+        Reason::Allowlisted,
+        Action::Pass,
+    );
     std::thread::sleep(Duration::from_millis(300));
-    expect_verdict(&mut k, &ipv4_tcp(v4(1, 1), 80, TCP_SYN), XDP_DROP, Reason::Blocklisted, Action::Drop);
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(1, 1), 80, TCP_SYN),
+        XDP_DROP,
+        Reason::Blocklisted,
+        Action::Drop,
+    );
 }
 
 #[test]
@@ -214,7 +305,13 @@ fn port_policy_applies_to_its_ports_only() {
     expect_verdict(&mut k, &api, XDP_PASS, Reason::Passed, Action::Pass);
     expect_verdict(&mut k, &api, XDP_DROP, Reason::RateLimitedPackets, Action::Drop);
     // Same source, other port: default policy, its own bucket.
-    expect_verdict(&mut k, &ipv4_tcp(v4(1, 1), 8080, TCP_ACK), XDP_PASS, Reason::Passed, Action::Pass);
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(1, 1), 8080, TCP_ACK),
+        XDP_PASS,
+        Reason::Passed,
+        Action::Pass,
+    );
     // UDP on the same number is another port.
     expect_verdict(&mut k, &ipv4_udp(v4(1, 1), 8443, 4), XDP_PASS, Reason::Passed, Action::Pass);
 }
@@ -228,11 +325,23 @@ fn sources_are_keyed_by_the_policy_prefix() {
     install(&mut k, 0, &spec, &[]);
     expect_verdict(&mut k, &ipv4_icmp(v4(7, 1)), XDP_PASS, Reason::Passed, Action::Pass);
     // Same /24: shares the bucket.
-    expect_verdict(&mut k, &ipv4_icmp(v4(7, 2)), XDP_DROP, Reason::RateLimitedPackets, Action::Drop);
+    expect_verdict(
+        &mut k,
+        &ipv4_icmp(v4(7, 2)),
+        XDP_DROP,
+        Reason::RateLimitedPackets,
+        Action::Drop,
+    );
     expect_verdict(&mut k, &ipv4_icmp(v4(8, 1)), XDP_PASS, Reason::Passed, Action::Pass);
     // v6(net, host) = 2001:db8:1:net::host; all share 2001:db8:1::/48.
     expect_verdict(&mut k, &ipv6_icmp(v6(1, 1), 128), XDP_PASS, Reason::Passed, Action::Pass);
-    expect_verdict(&mut k, &ipv6_icmp(v6(2, 2), 128), XDP_DROP, Reason::RateLimitedPackets, Action::Drop);
+    expect_verdict(
+        &mut k,
+        &ipv6_icmp(v6(2, 2), 128),
+        XDP_DROP,
+        Reason::RateLimitedPackets,
+        Action::Drop,
+    );
 }
 
 #[test]
@@ -241,7 +350,13 @@ fn global_monitor_mode_passes_and_counts_would_drops() {
     install(&mut k, 0, &policy("default", (1, 1), (0, 0), (0, 0)), &[]);
     k.add(ListKind::Block, "198.18.1.1", None);
     k.set_config(CONFIG_MONITOR | CONFIG_DROP_MALFORMED);
-    expect_verdict(&mut k, &ipv4_tcp(v4(1, 1), 80, TCP_SYN), XDP_PASS, Reason::Blocklisted, Action::WouldDrop);
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(1, 1), 80, TCP_SYN),
+        XDP_PASS,
+        Reason::Blocklisted,
+        Action::WouldDrop,
+    );
     let f = ipv4_tcp(v4(1, 2), 80, TCP_SYN);
     expect_verdict(&mut k, &f, XDP_PASS, Reason::Passed, Action::Pass);
     expect_verdict(&mut k, &f, XDP_PASS, Reason::RateLimitedPackets, Action::WouldDrop);
@@ -266,7 +381,13 @@ fn policy_monitor_mode_passes_only_that_policys_limits() {
     expect_verdict(&mut k, &g, XDP_PASS, Reason::Passed, Action::Pass);
     expect_verdict(&mut k, &g, XDP_DROP, Reason::RateLimitedPackets, Action::Drop);
     // Per-policy monitor does not lift blocks.
-    expect_verdict(&mut k, &ipv4_tcp(v4(5, 5), 443, TCP_ACK), XDP_DROP, Reason::Blocklisted, Action::Drop);
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(5, 5), 443, TCP_ACK),
+        XDP_DROP,
+        Reason::Blocklisted,
+        Action::Drop,
+    );
 }
 
 #[test]
@@ -317,20 +438,14 @@ fn limit_holds_across_cpus() {
         .map_or(0, |(_, _, n)| *n);
     assert_eq!(passed + limited, 2 * repeat as u64, "every frame counted once");
     let allowed = burst as f64 + rate as f64 * elapsed.as_secs_f64();
-    eprintln!("passed {passed}, limited {limited}, allowed by the rate {allowed:.0} over {elapsed:?}");
-    assert!(passed as f64 <= allowed * 1.10, "passed {passed} > 110% of {allowed:.0}: the limit does not hold across CPUs");
+    eprintln!(
+        "passed {passed}, limited {limited}, allowed by the rate {allowed:.0} over {elapsed:?}"
+    );
+    assert!(
+        passed as f64 <= allowed * 1.10,
+        "passed {passed} > 110% of {allowed:.0}: the limit does not hold across CPUs"
+    );
     // And the limit is not starved either: the source gets its rate (the window is measured
     // from outside the kernel runs, so allow slack for thread start-up).
     assert!(passed as f64 >= allowed * 0.5, "passed {passed} is far below the rate ({allowed:.0})");
-}
-
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET write inside it; sched_setaffinity(0)
-    // applies to the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_ZERO(&mut set);
-        libc::CPU_SET(cpu, &mut set);
-        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
-    }
 }

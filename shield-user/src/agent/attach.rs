@@ -14,7 +14,9 @@ use aya::programs::{
 };
 
 /// How to attach: as clap parses it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AttachMode {
     /// Native (driver) mode, falling back to generic with a warning.
@@ -35,11 +37,14 @@ pub struct Attachment {
 
 /// Index of a network interface, or a clear error.
 pub fn ifindex(name: &str) -> anyhow::Result<u32> {
-    let c = CString::new(name).map_err(|_| anyhow!("interface name '{name}' contains a NUL byte"))?;
+    let c =
+        CString::new(name).map_err(|_| anyhow!("interface name '{name}' contains a NUL byte"))?;
     // SAFETY: `c` is a valid NUL-terminated string.
     let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if index == 0 {
-        bail!("interface '{name}' does not exist in this network namespace (list them with `ip link`)");
+        bail!(
+            "interface '{name}' does not exist in this network namespace (list them with `ip link`)"
+        );
     }
     Ok(index)
 }
@@ -51,7 +56,12 @@ pub fn link_pin(pin_dir: &Path, interface: &str) -> PathBuf {
 
 /// Attach `xdp` to `interface`. If an earlier agent left a pinned link there, replace its
 /// program atomically (no window without protection); otherwise attach fresh and pin.
-pub fn attach(xdp: &mut Xdp, interface: &str, mode: AttachMode, pin_dir: &Path) -> anyhow::Result<Attachment> {
+pub fn attach(
+    xdp: &mut Xdp,
+    interface: &str,
+    mode: AttachMode,
+    pin_dir: &Path,
+) -> anyhow::Result<Attachment> {
     let ifindex = ifindex(interface)?;
     let pin = link_pin(pin_dir, interface);
     if pin.exists() {
@@ -60,7 +70,10 @@ pub fn attach(xdp: &mut Xdp, interface: &str, mode: AttachMode, pin_dir: &Path) 
         let fd_link: FdLink = pinned.into();
         let xdp_link = XdpLink::try_from(fd_link).context("the pinned link is not an XDP link")?;
         let id = xdp.attach_to_link(xdp_link).with_context(|| {
-            format!("replacing the program on {interface} through the pinned link {}", pin.display())
+            format!(
+                "replacing the program on {interface} through the pinned link {}",
+                pin.display()
+            )
         })?;
         let link = pin_taken(xdp, id, &pin)?;
         tracing::info!(interface, "adopted the pinned link; program replaced atomically");
@@ -98,14 +111,19 @@ fn attach_mode(xdp: &mut Xdp, interface: &str, mode: XdpMode) -> anyhow::Result<
 
 fn pin_taken(xdp: &mut Xdp, id: XdpLinkId, pin: &Path) -> anyhow::Result<PinnedLink> {
     let link = xdp.take_link(id).context("taking ownership of the XDP link")?;
-    let fd_link = FdLink::try_from(link).map_err(|e| anyhow!("the XDP link is not a bpf_link ({e}); kernel 5.9 or later is needed"))?;
+    let fd_link = FdLink::try_from(link).map_err(|e| {
+        anyhow!("the XDP link is not a bpf_link ({e}); kernel 5.9 or later is needed")
+    })?;
     fd_link.pin(pin).with_context(|| format!("pinning the link at {}", pin.display()))
 }
 
 impl Attachment {
     /// Clean stop: unpin and close the link, which detaches the program.
     pub fn detach(self) -> anyhow::Result<()> {
-        let fd_link = self.link.unpin().with_context(|| format!("unpinning the link on {}", self.interface))?;
+        let fd_link = self
+            .link
+            .unpin()
+            .with_context(|| format!("unpinning the link on {}", self.interface))?;
         drop(fd_link);
         tracing::info!(interface = %self.interface, "detached");
         Ok(())

@@ -30,13 +30,7 @@ pub fn ensure_mounted(mount_point: &Path) -> anyhow::Result<()> {
     let options = CString::new("mode=0700")?;
     // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
     let rc = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            source.as_ptr(),
-            0,
-            options.as_ptr().cast(),
-        )
+        libc::mount(source.as_ptr(), target.as_ptr(), source.as_ptr(), 0, options.as_ptr().cast())
     };
     if rc != 0 {
         let err = std::io::Error::last_os_error();

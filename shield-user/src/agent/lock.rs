@@ -12,7 +12,8 @@ pub struct AgentLock {
 /// Lock the pin root (a directory on bpffs), so two agents never share one set of maps and
 /// links even with different sockets.
 pub fn lock_pin_root(pin_root: &Path) -> anyhow::Result<File> {
-    let dir = File::open(pin_root).with_context(|| format!("opening the pin directory {}", pin_root.display()))?;
+    let dir = File::open(pin_root)
+        .with_context(|| format!("opening the pin directory {}", pin_root.display()))?;
     // SAFETY: the fd is valid for the lifetime of `dir`.
     let rc = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {

@@ -62,7 +62,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     bpffs::ensure_mounted(bpffs::mount_point_for(&args.pin_root))?;
     let pin_dir = program::pin_dir(&args.pin_root);
-    std::fs::create_dir_all(&pin_dir).with_context(|| format!("creating the pin directory {}", pin_dir.display()))?;
+    std::fs::create_dir_all(&pin_dir)
+        .with_context(|| format!("creating the pin directory {}", pin_dir.display()))?;
     let _pin_lock = lock::lock_pin_root(&args.pin_root)?;
     let loaded = Loaded::load(&pin_dir).context("loading the XDP program")?;
     let mut shield = Shield::new(loaded, pin_dir.display().to_string())?;
@@ -85,7 +86,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     shield.interfaces = attachments
         .iter()
-        .map(|a| InterfaceStatus { name: a.interface.clone(), ifindex: a.ifindex, mode: a.mode.to_owned() })
+        .map(|a| InterfaceStatus {
+            name: a.interface.clone(),
+            ifindex: a.ifindex,
+            mode: a.mode.to_owned(),
+        })
         .collect();
 
     let shared = Arc::new(Mutex::new(shield));
@@ -118,7 +123,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 fn require_root() -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("shield run needs root (it loads BPF programs and attaches them to interfaces: CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for bpffs); run it as root or from the systemd unit");
+        bail!(
+            "shield run needs root (it loads BPF programs and attaches them to interfaces: CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for bpffs); run it as root or from the systemd unit"
+        );
     }
     Ok(())
 }
@@ -127,7 +134,8 @@ fn require_root() -> anyhow::Result<()> {
 /// is stale and can be replaced.
 fn bind_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
     if path.exists() {
-        std::fs::remove_file(path).with_context(|| format!("removing the stale socket {}", path.display()))?;
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing the stale socket {}", path.display()))?;
     }
     let listener = tokio::net::UnixListener::bind(path)
         .with_context(|| format!("binding the control socket {}", path.display()))?;

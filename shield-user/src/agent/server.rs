@@ -25,12 +25,20 @@ pub fn router(shield: Shared) -> Router {
     Router::new()
         .route(api::STATUS, get(status))
         .route(api::STATS, get(stats))
-        .route(api::list_path(ListKind::Block), get(block_list).post(block_add).delete(block_delete))
-        .route(api::list_path(ListKind::Allow), get(allow_list).post(allow_add).delete(allow_delete))
+        .route(
+            api::list_path(ListKind::Block),
+            get(block_list).post(block_add).delete(block_delete),
+        )
+        .route(
+            api::list_path(ListKind::Allow),
+            get(allow_list).post(allow_add).delete(allow_delete),
+        )
         .route(api::POLICIES, get(policy_list))
         .route(&format!("{}/{{name}}", api::POLICIES), axum::routing::put(policy_set))
         .route(api::GLOBAL, get(global).put(global_set))
-        .fallback(|| async { reply::<()>(Err(Failure(404, "no such API path; see `shield --help`".into()))) })
+        .fallback(|| async {
+            reply::<()>(Err(Failure(404, "no such API path; see `shield --help`".into())))
+        })
         .with_state(shield)
 }
 
@@ -54,7 +62,10 @@ fn reply<T: Serialize>(result: Result<T, Failure>) -> Response {
 
 /// Run `f` on the shield. A poisoned lock means an operation panicked half-way; report it
 /// rather than carry on with state that may be inconsistent.
-fn with<T: Serialize>(shield: &Shared, f: impl FnOnce(&mut Shield) -> Result<T, Failure>) -> Response {
+fn with<T: Serialize>(
+    shield: &Shared,
+    f: impl FnOnce(&mut Shield) -> Result<T, Failure>,
+) -> Response {
     let result = match shield.lock() {
         Ok(mut guard) => f(&mut guard),
         Err(_) => Err(Failure(500, "the agent's state lock is poisoned; restart the agent".into())),

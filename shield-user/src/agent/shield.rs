@@ -18,7 +18,10 @@ use thiserror::Error;
 use crate::{
     api::{self, Global, GlobalUpdate, MapFill, PolicyUpdate},
     lists::{List, ListError, ListKind, parse_net},
-    policies::{DEFAULT_POLICY_NAME, MIN_BYTES_BURST, PolicyError, PolicySpec, PolicyTable, PortSpec, RateSpec},
+    policies::{
+        DEFAULT_POLICY_NAME, MIN_BYTES_BURST, PolicyError, PolicySpec, PolicyTable, PortSpec,
+        RateSpec,
+    },
     program::Loaded,
     stats,
 };
@@ -30,7 +33,9 @@ pub enum ControlError {
     List(#[from] ListError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
-    #[error("{net} covers allowlisted {allowed}; allow wins over block, so the block would not apply there. Pass --force to add it anyway")]
+    #[error(
+        "{net} covers allowlisted {allowed}; allow wins over block, so the block would not apply there. Pass --force to add it anyway"
+    )]
     CoversAllowlisted { net: IpNet, allowed: IpNet },
     #[error("writing map {map} failed: {reason}")]
     Map { map: &'static str, reason: String },
@@ -40,9 +45,11 @@ impl ControlError {
     /// HTTP status for the API.
     pub fn status(&self) -> u16 {
         match self {
-            ControlError::List(ListError::NotListed { .. }) | ControlError::Policy(PolicyError::Unknown(_)) => 404,
+            ControlError::List(ListError::NotListed { .. })
+            | ControlError::Policy(PolicyError::Unknown(_)) => 404,
             ControlError::List(ListError::Full { .. }) => 507,
-            ControlError::CoversAllowlisted { .. } | ControlError::Policy(PolicyError::PortTaken { .. }) => 409,
+            ControlError::CoversAllowlisted { .. }
+            | ControlError::Policy(PolicyError::PortTaken { .. }) => 409,
             ControlError::List(ListError::Kernel { .. }) | ControlError::Map { .. } => 500,
             ControlError::List(_) | ControlError::Policy(_) => 400,
         }
@@ -136,7 +143,11 @@ impl Shield {
         Ok(net)
     }
 
-    pub fn list_delete(&mut self, kind: ListKind, req: &api::ListDelete) -> Result<IpNet, ControlError> {
+    pub fn list_delete(
+        &mut self,
+        kind: ListKind,
+        req: &api::ListDelete,
+    ) -> Result<IpNet, ControlError> {
         let net = parse_net(&req.net)?;
         self.list(kind).remove(net)?;
         tracing::info!(list = kind.noun(), %net, "entry deleted");
@@ -149,7 +160,8 @@ impl Shield {
 
     /// Remove expired entries from both lists.
     pub fn expire(&mut self) -> usize {
-        let removed = self.list(ListKind::Block).remove_expired() + self.list(ListKind::Allow).remove_expired();
+        let removed = self.list(ListKind::Block).remove_expired()
+            + self.list(ListKind::Allow).remove_expired();
         if removed > 0 {
             tracing::info!(removed, "expired list entries removed");
         }
@@ -157,7 +169,11 @@ impl Shield {
     }
 
     /// Create or change a policy; validated completely before anything is written.
-    pub fn policy_set(&mut self, name: &str, update: &PolicyUpdate) -> Result<PolicySpec, ControlError> {
+    pub fn policy_set(
+        &mut self,
+        name: &str,
+        update: &PolicyUpdate,
+    ) -> Result<PolicySpec, ControlError> {
         let base = match self.policies.find(name) {
             Some((_, p)) => p.clone(),
             None => PolicySpec { name: name.to_owned(), ..PolicySpec::builtin_default() },
@@ -171,14 +187,17 @@ impl Shield {
     fn write_policy(&mut self, spec: &PolicySpec) -> Result<(), ControlError> {
         let change = self.policies.plan_set(spec)?;
         let maps = &mut self.loaded.maps;
-        let map_err = |map, e: aya::maps::MapError| ControlError::Map { map, reason: e.to_string() };
+        let map_err =
+            |map, e: aya::maps::MapError| ControlError::Map { map, reason: e.to_string() };
         // Policy first, then its ports: a port never points at a slot without its policy.
         maps.policies.set(change.slot, change.policy, 0).map_err(|e| map_err("POLICIES", e))?;
         for slot in &change.claim {
             maps.port_policy.set(*slot, change.slot, 0).map_err(|e| map_err("PORT_POLICY", e))?;
         }
         for slot in &change.release {
-            maps.port_policy.set(*slot, DEFAULT_POLICY_ID, 0).map_err(|e| map_err("PORT_POLICY", e))?;
+            maps.port_policy
+                .set(*slot, DEFAULT_POLICY_ID, 0)
+                .map_err(|e| map_err("PORT_POLICY", e))?;
         }
         self.policies.apply(change.slot, spec.clone());
         Ok(())
@@ -208,7 +227,11 @@ impl Shield {
             .config
             .set(0, RuntimeConfig { flags, _reserved: 0 }, 0)
             .map_err(|e| ControlError::Map { map: "CONFIG", reason: e.to_string() })?;
-        tracing::info!(monitor = global.monitor, drop_malformed = global.drop_malformed, "global settings changed");
+        tracing::info!(
+            monitor = global.monitor,
+            drop_malformed = global.drop_malformed,
+            "global settings changed"
+        );
         Ok(global)
     }
 
@@ -219,7 +242,11 @@ impl Shield {
     pub fn status(&mut self) -> api::Status {
         let program_id = self.loaded.xdp().ok().and_then(|x| x.info().ok()).map(|i| i.id());
         let maps = &self.loaded.maps;
-        let fill = |name: &str, entries: usize, capacity: u32| MapFill { name: name.to_owned(), entries, capacity };
+        let fill = |name: &str, entries: usize, capacity: u32| MapFill {
+            name: name.to_owned(),
+            entries,
+            capacity,
+        };
         let map_fill = vec![
             fill("allow_v4", maps.allow_v4.keys().count(), ALLOW_V4_CAPACITY),
             fill("allow_v6", maps.allow_v6.keys().count(), ALLOW_V6_CAPACITY),

@@ -28,7 +28,12 @@ impl Client {
         self.request("GET", path, None::<&()>)
     }
 
-    pub fn send<B: Serialize, T: DeserializeOwned>(&self, method: &str, path: &str, body: &B) -> anyhow::Result<T> {
+    pub fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
         self.request(method, path, Some(body))
     }
 
@@ -47,7 +52,12 @@ impl Client {
         })
     }
 
-    fn request<B: Serialize, T: DeserializeOwned>(&self, method: &str, path: &str, body: Option<&B>) -> anyhow::Result<T> {
+    fn request<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
         let mut stream = self.connect()?;
         stream.set_read_timeout(Some(TIMEOUT))?;
         stream.set_write_timeout(Some(TIMEOUT))?;
@@ -69,7 +79,10 @@ impl Client {
         }
         match serde_json::from_slice::<ErrorBody>(&body) {
             Ok(e) => bail!("{}", e.error),
-            Err(_) => bail!("the agent refused the request ({status}): {}", String::from_utf8_lossy(&body).trim()),
+            Err(_) => bail!(
+                "the agent refused the request ({status}): {}",
+                String::from_utf8_lossy(&body).trim()
+            ),
         }
     }
 }
@@ -80,7 +93,8 @@ fn split_response(raw: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(bad)?;
     let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad())?;
     let body = &raw[split + 4..];
-    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    let status: u16 =
+        head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(bad)?;
     let chunked = head.lines().any(|l| {
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")
@@ -93,7 +107,8 @@ fn split_response(raw: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
     loop {
         let line_end = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(bad)?;
         let size_text = std::str::from_utf8(&rest[..line_end]).map_err(|_| bad())?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).map_err(|_| bad())?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| bad())?;
         rest = &rest[line_end + 2..];
         if size == 0 {
             return Ok((status, out));

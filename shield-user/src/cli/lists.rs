@@ -56,7 +56,8 @@ pub enum AllowCommand {
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("'{s}' is not a duration ({e}); use e.g. 30s, 10m, 1h30m"))?;
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("'{s}' is not a duration ({e}); use e.g. 30s, 10m, 1h30m"))?;
     if d < Duration::from_secs(1) {
         return Err(format!("ttl '{s}' is below one second"));
     }
@@ -87,12 +88,19 @@ fn validate(nets: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn add(client: &Client, kind: ListKind, nets: &[String], ttl: Option<Duration>, force: bool) -> anyhow::Result<()> {
+fn add(
+    client: &Client,
+    kind: ListKind,
+    nets: &[String],
+    ttl: Option<Duration>,
+    force: bool,
+) -> anyhow::Result<()> {
     validate(nets)?;
     for net in nets {
         let req = ListAdd { net: net.clone(), ttl_secs: ttl.map(|d| d.as_secs()), force };
         let added: ipnet::IpNet = client.send("POST", api::list_path(kind), &req)?;
-        let until = ttl.map_or(String::new(), |d| format!(" for {}", output::duration(d.as_secs())));
+        let until =
+            ttl.map_or(String::new(), |d| format!(" for {}", output::duration(d.as_secs())));
         println!("added {added} to the {}{until}", kind.noun());
     }
     Ok(())
@@ -101,7 +109,8 @@ fn add(client: &Client, kind: ListKind, nets: &[String], ttl: Option<Duration>, 
 fn delete(client: &Client, kind: ListKind, nets: &[String]) -> anyhow::Result<()> {
     validate(nets)?;
     for net in nets {
-        let deleted: ipnet::IpNet = client.send("DELETE", api::list_path(kind), &ListDelete { net: net.clone() })?;
+        let deleted: ipnet::IpNet =
+            client.send("DELETE", api::list_path(kind), &ListDelete { net: net.clone() })?;
         println!("deleted {deleted} from the {}", kind.noun());
     }
     Ok(())
@@ -116,7 +125,10 @@ fn list(client: &Client, format: Format, kind: ListKind) -> anyhow::Result<()> {
                 n.net.to_string(),
                 n.expires_in_secs.map_or("never".into(), output::duration),
                 n.origin.clone(),
-                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(n.created_at_unix)).to_string(),
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_secs(n.created_at_unix),
+                )
+                .to_string(),
             ]);
         }
         t

@@ -9,7 +9,11 @@ pub enum Format {
 }
 
 /// Print `value` as JSON, or as the table `table` builds.
-pub fn print<T: Serialize>(format: Format, value: &T, table: impl FnOnce(&T) -> Table) -> anyhow::Result<()> {
+pub fn print<T: Serialize>(
+    format: Format,
+    value: &T,
+    table: impl FnOnce(&T) -> Table,
+) -> anyhow::Result<()> {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
         Format::Table => print!("{}", table(value).render()),
@@ -43,8 +47,11 @@ impl Table {
         }
         let mut out = String::new();
         for row in std::iter::once(&self.header).chain(&self.rows) {
-            let line: Vec<String> =
-                row.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0))).collect();
+            let line: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
+                .collect();
             out.push_str(line.join("  ").trim_end());
             out.push('\n');
         }

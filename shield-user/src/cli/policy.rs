@@ -79,7 +79,19 @@ pub fn run(client: &Client, format: Format, cmd: &PolicyCommand) -> anyhow::Resu
             let policies: Policies = client.get(api::POLICIES)?;
             output::print(format, &policies, |p| policy_table(&p.policies))
         }
-        PolicyCommand::Set { name, ports, pps, pps_burst, bps, bps_burst, syn, syn_burst, v4_prefix, v6_prefix, monitor } => {
+        PolicyCommand::Set {
+            name,
+            ports,
+            pps,
+            pps_burst,
+            bps,
+            bps_burst,
+            syn,
+            syn_burst,
+            v4_prefix,
+            v6_prefix,
+            monitor,
+        } => {
             let ports = match ports {
                 None => None,
                 Some(list) => Some(
@@ -101,19 +113,26 @@ pub fn run(client: &Client, format: Format, cmd: &PolicyCommand) -> anyhow::Resu
                 v6_prefix: *v6_prefix,
                 monitor: *monitor,
             };
-            let spec: PolicySpec = client.send("PUT", &format!("{}/{name}", api::POLICIES), &update)?;
+            let spec: PolicySpec =
+                client.send("PUT", &format!("{}/{name}", api::POLICIES), &update)?;
             output::print(format, &spec, |p| policy_table(std::slice::from_ref(p)))
         }
         PolicyCommand::Global { monitor, malformed } => {
             let global: Global = if monitor.is_none() && malformed.is_none() {
                 client.get(api::GLOBAL)?
             } else {
-                let update = GlobalUpdate { monitor: *monitor, drop_malformed: malformed.as_deref().map(|m| m == "drop") };
+                let update = GlobalUpdate {
+                    monitor: *monitor,
+                    drop_malformed: malformed.as_deref().map(|m| m == "drop"),
+                };
                 client.send("PUT", api::GLOBAL, &update)?
             };
             output::print(format, &global, |g| {
                 let mut t = Table::new(&["monitor", "malformed"]);
-                t.row(vec![on_off(g.monitor).into(), if g.drop_malformed { "drop" } else { "pass" }.into()]);
+                t.row(vec![
+                    on_off(g.monitor).into(),
+                    if g.drop_malformed { "drop" } else { "pass" }.into(),
+                ]);
                 t
             })
         }
@@ -129,10 +148,23 @@ fn rate(r: &RateSpec) -> String {
 }
 
 fn policy_table(policies: &[PolicySpec]) -> Table {
-    let mut t = Table::new(&["name", "ports", "packets", "bytes", "syn", "prefix v4", "prefix v6", "monitor"]);
+    let mut t = Table::new(&[
+        "name",
+        "ports",
+        "packets",
+        "bytes",
+        "syn",
+        "prefix v4",
+        "prefix v6",
+        "monitor",
+    ]);
     for p in policies {
         let ports = if p.ports.is_empty() {
-            if p.name == crate::policies::DEFAULT_POLICY_NAME { "(all others)".into() } else { "-".into() }
+            if p.name == crate::policies::DEFAULT_POLICY_NAME {
+                "(all others)".into()
+            } else {
+                "-".into()
+            }
         } else {
             p.ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
         };

@@ -30,7 +30,12 @@ pub fn status(client: &Client, format: Format) -> anyhow::Result<()> {
             let mut t = Table::new(&["map", "entries", "capacity", "fill"]);
             for m in &status.maps {
                 let fill = 100.0 * m.entries as f64 / f64::from(m.capacity.max(1));
-                t.row(vec![m.name.clone(), m.entries.to_string(), m.capacity.to_string(), format!("{fill:.1}%")]);
+                t.row(vec![
+                    m.name.clone(),
+                    m.entries.to_string(),
+                    m.capacity.to_string(),
+                    format!("{fill:.1}%"),
+                ]);
             }
             print!("{}", t.render());
             Ok(())
@@ -43,7 +48,12 @@ pub fn stats(client: &Client, format: Format) -> anyhow::Result<()> {
     output::print(format, &stats, |s| {
         let mut t = Table::new(&["reason", "action", "packets", "bytes"]);
         for c in s.counters.iter().filter(|c| c.packets > 0) {
-            t.row(vec![c.reason.clone(), c.action.clone(), c.packets.to_string(), c.bytes.to_string()]);
+            t.row(vec![
+                c.reason.clone(),
+                c.action.clone(),
+                c.packets.to_string(),
+                c.bytes.to_string(),
+            ]);
         }
         t
     })

@@ -1,0 +1,161 @@
+//! The real `shield` binary in a lab: build it once, start the agent in the server namespace
+//! with its own socket and pins, run CLI commands against it, stop it on drop.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use crate::lab::Lab;
+
+/// Path of a freshly built `shield` binary (built once per test process).
+pub fn shield_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "shield-user", "--bin", "shield"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build for the shield binary");
+        assert!(status.success(), "building the shield binary failed");
+        // Tests run from target/<profile>/deps/, binaries from target/<profile>/.
+        let exe = std::env::current_exe().unwrap();
+        let mut dir = exe.parent().unwrap();
+        if dir.ends_with("deps") {
+            dir = dir.parent().unwrap();
+        }
+        let bin = dir.join("shield");
+        assert!(bin.exists(), "no shield binary at {}", bin.display());
+        bin
+    })
+}
+
+/// A running agent. Stopped (SIGTERM) on drop; its pins are removed afterwards.
+pub struct Agent {
+    /// Holds the socket and the log; removed on drop.
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub pin_root: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// Start `shield run` on the lab's server interface and wait for its socket.
+    pub fn start(lab: &Lab, extra: &[&str]) -> Agent {
+        let dir = std::env::temp_dir().join(format!("shield-e2e-{}", lab.id));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pin_root = PathBuf::from(format!("/sys/fs/bpf/shield-e2e-{}", lab.id));
+        Self::start_with(lab, &dir.join("shield.sock"), &pin_root, extra)
+    }
+
+    pub fn start_with(lab: &Lab, socket: &Path, pin_root: &Path, extra: &[&str]) -> Agent {
+        let log = socket.with_extension("log");
+        let dir = socket.parent().unwrap().to_owned();
+        let mut agent = Agent {
+            dir,
+            socket: socket.to_owned(),
+            pin_root: pin_root.to_owned(),
+            log: log.clone(),
+            child: None,
+        };
+        let child = agent.spawn(lab, extra);
+        agent.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !agent.cli(&["status"]).status.success() {
+            if let Some(status) = agent.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("the agent exited ({status}) before it was ready:\n{}", agent.log_text());
+            }
+            assert!(Instant::now() < deadline, "the agent did not come up:\n{}", agent.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        agent
+    }
+
+    /// `shield run` as a child, without waiting (for error-case tests).
+    pub fn spawn(&self, lab: &Lab, extra: &[&str]) -> Child {
+        let log = std::fs::File::create(&self.log).unwrap();
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", lab.server_ns))
+            .arg(shield_bin())
+            .args(["run", "--iface", &lab.server_if, "--socket"])
+            .arg(&self.socket)
+            .arg("--pin-root")
+            .arg(&self.pin_root)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Run a CLI command against this agent.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(shield_bin()).arg("--socket").arg(&self.socket).args(args).output().unwrap()
+    }
+
+    /// Run a CLI command that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "shield {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Run a CLI command with `-o json` and parse its output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    /// Packets counted under (reason, action).
+    pub fn counter(&self, reason: &str, action: &str) -> u64 {
+        let stats = self.json(&["stats"]);
+        stats["counters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["reason"] == reason && c["action"] == action)
+            .map_or(0, |c| c["packets"].as_u64().unwrap())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        // SAFETY: kill with a valid pid of our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                return child.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.pin_root);
+        if self.dir.starts_with(std::env::temp_dir()) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
