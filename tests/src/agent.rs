@@ -8,6 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use aya::maps::{MapData, PerCpuArray};
+use shield_common::counters::{Action, Counter, Reason, counter_slot};
+
 use crate::lab::Lab;
 
 /// Path of a freshly built `shield` binary (built once per test process).
@@ -125,6 +128,16 @@ impl Agent {
             .iter()
             .find(|c| c["reason"] == reason && c["action"] == action)
             .map_or(0, |c| c["packets"].as_u64().unwrap())
+    }
+
+    /// Frames counted under (reason, action) by each CPU, read from the pinned map.
+    pub fn per_cpu_packets(&self, reason: Reason, action: Action) -> Vec<u64> {
+        let path =
+            shield_user::program::pin_dir(&self.pin_root).join(shield_common::maps::COUNTERS);
+        let data = MapData::from_pin(&path).unwrap();
+        let counters: PerCpuArray<MapData, Counter> =
+            PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data)).unwrap();
+        counters.get(&counter_slot(reason, action), 0).unwrap().iter().map(|c| c.packets).collect()
     }
 
     pub fn log_text(&self) -> String {

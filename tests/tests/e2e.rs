@@ -13,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use shield_common::counters::{Action, Reason};
 use shield_tests::{
     agent::{Agent, shield_bin},
     flood::{Sent, UdpCounter, udp_flood},
@@ -240,6 +241,13 @@ fn limit_holds_when_one_source_arrives_on_both_cpus() {
     assert!(
         within(received, expected, 0.10),
         "one source on two CPUs got {received}, its rate allows {expected:.0} (±10%)"
+    );
+    // The program really ran on both CPUs for this source.
+    let per_cpu = agent.per_cpu_packets(Reason::RateLimitedPackets, Action::Drop);
+    eprintln!("limited per CPU: {per_cpu:?}");
+    assert!(
+        per_cpu.iter().filter(|&&n| n > 1_000).count() >= 2,
+        "frames were not limited on two CPUs: {per_cpu:?}"
     );
 }
 

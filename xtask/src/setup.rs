@@ -105,10 +105,12 @@ fn llvm_prefix() -> anyhow::Result<PathBuf> {
             "the nightly toolchain ships {libllvm}; bpf-linker is built with its llvm-22 feature and needs LLVM 22"
         );
     }
+    // Without a cache directory, the workspace's target directory (`cargo clean` then means
+    // the next set-up rebuilds bpf-linker).
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .context("neither XDG_CACHE_HOME nor HOME is set")?;
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let prefix = cache.join("shield").join("llvm-22-prefix");
     let lib = prefix.join("lib");
     std::fs::create_dir_all(&lib).with_context(|| format!("creating {}", lib.display()))?;
