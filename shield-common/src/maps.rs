@@ -15,6 +15,15 @@ pub const PORT_POLICY: &str = "PORT_POLICY";
 pub const COUNTERS: &str = "COUNTERS";
 /// One-entry runtime configuration.
 pub const CONFIG: &str = "CONFIG";
+/// Ring buffer of [`crate::events::Event`]s.
+pub const EVENTS: &str = "EVENTS";
+/// One entry: the shared TAT of the drop-sample budget.
+pub const SAMPLER: &str = "SAMPLER";
+/// Per-CPU health counters, by [`crate::events::Health`].
+pub const HEALTH: &str = "HEALTH";
+
+/// Bytes of the events ring buffer (a power of two, a multiple of the page size).
+pub const EVENTS_BYTES: u32 = 256 * 1024;
 
 /// The XDP program's function name.
 pub const PROGRAM: &str = "shield";
@@ -27,7 +36,7 @@ pub const BUCKETS_CAPACITY: u32 = 262_144;
 
 /// Version of the map layout. Pins live under `<pin root>/v<LAYOUT_VERSION>` so a build with a
 /// different layout never adopts maps it cannot read.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Default root for pins (a bpffs mount point).
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/shield";

@@ -3,6 +3,7 @@
 use crate::{
     config::RuntimeConfig,
     counters::Counter,
+    events::Event,
     lists::ListEntry,
     policy::Policy,
     source::{SourceKey, SourceState},
@@ -22,3 +23,5 @@ unsafe impl aya::Pod for Policy {}
 unsafe impl aya::Pod for SourceKey {}
 // SAFETY: as above.
 unsafe impl aya::Pod for SourceState {}
+// SAFETY: as above.
+unsafe impl aya::Pod for Event {}

@@ -75,8 +75,14 @@ pub struct SourceState {
     pub packets: u64,
     /// Frames over a limit (approximate under contention).
     pub limited: u64,
+    /// Start of the current auto-ban window.
+    pub window_start_ns: u64,
+    /// Frames over a limit in the current window.
+    pub window_limited: u64,
+    /// Auto-bans so far (escalation).
+    pub offences: u64,
 }
-const _: () = assert!(core::mem::size_of::<SourceState>() == 48);
+const _: () = assert!(core::mem::size_of::<SourceState>() == 72);
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,7 @@
 //! The shield XDP program: parse -> allowlist -> blocklist -> policy -> per-source buckets ->
 //! verdict, every verdict counted by reason. Cheapest decisions first, one clock read at most.
+//! Sources that keep exceeding their limits are banned here, and bans and sampled drops are
+//! reported to the agent through a ring buffer.
 #![no_std]
 #![no_main]
 // The bpf target's core has no atomic read-modify-write methods; the intrinsics lower to the
@@ -13,13 +15,17 @@ mod maps;
 use core::intrinsics::{AtomicOrdering::Relaxed, atomic_cxchg, atomic_xadd};
 
 use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_ktime_get_ns, macros::xdp, programs::XdpContext,
+    bindings::{BPF_NOEXIST, xdp_action},
+    helpers::bpf_ktime_get_ns,
+    macros::xdp,
+    programs::XdpContext,
 };
 use shield_common::{
     config::RuntimeConfig,
     counters::{Action, Counter, Reason, counter_slot},
+    events::{Event, EventKind, Health},
     gcra::{Limit, conform},
-    lists::ListEntry,
+    lists::{ListEntry, Origin},
     parse::{IpInfo, Parsed, parse},
     policy::{DEFAULT_POLICY_ID, Policy, port_policy_slot},
     source::{FAMILY_V4, SourceKey, SourceState},
@@ -30,17 +36,32 @@ use crate::{frame::XdpFrame, maps::*};
 /// Compare-and-swap attempts on a contended bucket before the frame is counted as conforming.
 const CAS_ATTEMPTS: u32 = 4;
 
+/// What the program decided for one frame.
+struct Decision {
+    reason: Reason,
+    action: Action,
+    /// The parsed IP facts, when the frame was IP.
+    info: Option<IpInfo>,
+    now: u64,
+}
+
 #[xdp]
 pub fn shield(ctx: XdpContext) -> u32 {
     let frame = XdpFrame::new(&ctx);
-    let config = CONFIG.get(0).copied().unwrap_or_default();
-    let (reason, mut action) = decide(&frame, &config);
-    if action == Action::Drop && config.monitor() {
-        action = Action::WouldDrop;
+    // An array map always holds its entries; this only satisfies the type.
+    let Some(config) = CONFIG.get(0) else {
+        return xdp_action::XDP_PASS;
+    };
+    let mut d = decide(&frame, config);
+    if d.action == Action::Drop && config.monitor() {
+        d.action = Action::WouldDrop;
     }
-    count(reason, action, frame.len_u64());
-    match action {
-        Action::Drop => xdp_action::XDP_DROP,
+    count(d.reason, d.action, frame.len_u64());
+    match d.action {
+        Action::Drop => {
+            sample_drop(&d, config);
+            xdp_action::XDP_DROP
+        }
         Action::Pass | Action::WouldDrop => xdp_action::XDP_PASS,
     }
 }
@@ -48,28 +69,33 @@ pub fn shield(ctx: XdpContext) -> u32 {
 /// Why the frame gets its verdict, and the verdict before global monitor mode. Per-policy
 /// monitor mode is applied here, where the policy is known.
 #[inline(always)]
-fn decide(frame: &XdpFrame, config: &RuntimeConfig) -> (Reason, Action) {
+fn decide(frame: &XdpFrame, config: &RuntimeConfig) -> Decision {
     let info = match parse(frame) {
-        Ok(Parsed::Exempt) => return (Reason::Exempt, Action::Pass),
+        Ok(Parsed::Exempt) => {
+            return Decision { reason: Reason::Exempt, action: Action::Pass, info: None, now: 0 };
+        }
         Ok(Parsed::Ip(info)) => info,
         Err(malformed) => {
             let action = if config.drop_malformed() { Action::Drop } else { Action::Pass };
-            return (malformed.reason(), action);
+            return Decision { reason: malformed.reason(), action, info: None, now: 0 };
         }
     };
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
+    let verdict = |reason, action| Decision { reason, action, info: Some(info), now };
     if listed(&info, &ALLOW_V4, &ALLOW_V6, now) {
-        return (Reason::Allowlisted, Action::Pass);
+        return verdict(Reason::Allowlisted, Action::Pass);
     }
     if listed(&info, &BLOCK_V4, &BLOCK_V6, now) {
-        return (Reason::Blocklisted, Action::Drop);
+        return verdict(Reason::Blocklisted, Action::Drop);
     }
-    let (policy_id, policy) = select_policy(&info);
-    match charge_source(&info, policy_id, &policy, frame.len_u64(), now) {
-        None => (Reason::Passed, Action::Pass),
-        Some(reason) if policy.monitor() => (reason, Action::WouldDrop),
-        Some(reason) => (reason, Action::Drop),
+    let Some((policy_id, policy)) = select_policy(&info) else {
+        return verdict(Reason::Passed, Action::Pass);
+    };
+    match charge_source(&info, policy_id, policy, frame.len_u64(), now, config) {
+        None => verdict(Reason::Passed, Action::Pass),
+        Some(reason) if policy.monitor() => verdict(reason, Action::WouldDrop),
+        Some(reason) => verdict(reason, Action::Drop),
     }
 }
 
@@ -86,17 +112,16 @@ fn listed(info: &IpInfo, v4: &ListV4, v6: &ListV6, now: u64) -> bool {
 
 /// The policy for the frame's destination port, or the default policy.
 #[inline(always)]
-fn select_policy(info: &IpInfo) -> (u32, Policy) {
+fn select_policy(info: &IpInfo) -> Option<(u32, &'static Policy)> {
     let id = info
         .dst_port
         .and_then(|port| port_policy_slot(info.l4_proto, port))
         .and_then(|slot| PORT_POLICY.get(slot).copied())
         .unwrap_or(DEFAULT_POLICY_ID);
     if let Some(policy) = POLICIES.get(id).filter(|p| p.enabled()) {
-        return (id, *policy);
+        return Some((id, policy));
     }
-    let default = POLICIES.get(DEFAULT_POLICY_ID).copied().unwrap_or_default();
-    (DEFAULT_POLICY_ID, default)
+    POLICIES.get(DEFAULT_POLICY_ID).map(|p| (DEFAULT_POLICY_ID, p))
 }
 
 /// Charge the frame to its source's buckets. Returns the limit it exceeded, if any.
@@ -107,6 +132,7 @@ fn charge_source(
     policy: &Policy,
     len: u64,
     now: u64,
+    config: &RuntimeConfig,
 ) -> Option<Reason> {
     let limit_syn = info.tcp_syn && policy.syn.enabled();
     if !policy.packets.enabled() && !policy.bytes.enabled() && !limit_syn {
@@ -122,9 +148,16 @@ fn charge_source(
         None => {
             // A new source: its buckets start full. BPF_NOEXIST: if another CPU inserted it
             // first, use that entry.
-            let fresh = SourceState { last_seen_ns: now, ..SourceState::default() };
-            let _ = BUCKETS.insert(key, fresh, aya_ebpf::bindings::BPF_NOEXIST.into());
-            BUCKETS.get_ptr_mut(key)?
+            let fresh =
+                SourceState { last_seen_ns: now, window_start_ns: now, ..SourceState::default() };
+            let _ = BUCKETS.insert(key, fresh, BPF_NOEXIST.into());
+            match BUCKETS.get_ptr_mut(key) {
+                Some(state) => state,
+                None => {
+                    health(Health::SourceWriteFailed);
+                    return None;
+                }
+            }
         }
     };
     // SAFETY: `state` points into a BUCKETS value, valid for this program run; all shared fields
@@ -142,10 +175,129 @@ fn charge_source(
     } else {
         None
     };
-    if exceeded.is_some() {
+    if let Some(reason) = exceeded {
         atomic_add(&mut state.limited, 1);
+        if config.autoban() && !config.monitor() && !policy.monitor() {
+            count_offence(state, &key, reason, info, now, config);
+        }
     }
     exceeded
+}
+
+/// Count a frame over a limit in the source's auto-ban window; at the threshold, ban it.
+#[inline(always)]
+fn count_offence(
+    state: &mut SourceState,
+    key: &SourceKey,
+    reason: Reason,
+    info: &IpInfo,
+    now: u64,
+    config: &RuntimeConfig,
+) {
+    if now.saturating_sub(state.window_start_ns) > config.autoban_window_ns {
+        // A new window. Racy across CPUs, which at worst restarts a window twice.
+        state.window_start_ns = now;
+        state.window_limited = 0;
+    }
+    // Exactly one CPU sees the count reach the threshold, so a source is banned once.
+    let Some(before) = fetch_add(&mut state.window_limited, 1) else {
+        return;
+    };
+    if before + 1 != config.autoban_threshold as u64 {
+        return;
+    }
+    let offences = fetch_add(&mut state.offences, 1).unwrap_or(0) + 1;
+    let ban_ns = config.ban_ns(offences);
+    let entry = ListEntry {
+        expires_at_ns: now.saturating_add(ban_ns),
+        created_at_unix: now.saturating_add(config.realtime_offset_ns) / 1_000_000_000,
+        origin: Origin::Auto as u32,
+        _reserved: 0,
+    };
+    let written = if key.family == FAMILY_V4 {
+        let [a, b, c, d, ..] = key.addr;
+        BLOCK_V4.insert(LpmKey::new(key.prefix_len as u32, [a, b, c, d]), entry, 0)
+    } else {
+        BLOCK_V6.insert(LpmKey::new(key.prefix_len as u32, key.addr), entry, 0)
+    };
+    if written.is_err() {
+        health(Health::BanWriteFailed);
+        return;
+    }
+    emit(|e| {
+        e.ts_ns = now;
+        e.ban_ns = ban_ns;
+        e.offences = offences;
+        e.addr = key.addr;
+        e.reason = reason as u32;
+        e.dst_port = info.dst_port.unwrap_or(0);
+        e.kind = EventKind::Ban as u8;
+        e.family = key.family;
+        e.prefix_len = key.prefix_len;
+        e.policy = key.policy;
+        e.l4_proto = info.l4_proto;
+    });
+}
+
+/// Report a dropped frame, within the sampling budget shared by all CPUs.
+#[inline(always)]
+fn sample_drop(d: &Decision, config: &RuntimeConfig) {
+    if !config.drop_samples.enabled() {
+        return;
+    }
+    let Some(tat) = SAMPLER.get_ptr_mut(0) else {
+        return;
+    };
+    let now = if d.now != 0 {
+        d.now
+    } else {
+        // SAFETY: bpf_ktime_get_ns has no preconditions. Only malformed drops get here without
+        // a clock read.
+        unsafe { bpf_ktime_get_ns() }
+    };
+    // SAFETY: `tat` points into the SAMPLER value, valid for this program run.
+    if !take(unsafe { &mut *tat }, &config.drop_samples, 1, now) {
+        return;
+    }
+    emit(|e| {
+        e.ts_ns = now;
+        e.reason = d.reason as u32;
+        e.kind = EventKind::Drop as u8;
+        if let Some(info) = &d.info {
+            e.addr = info.src;
+            e.family = info.family;
+            e.prefix_len = if info.family == FAMILY_V4 { 32 } else { 128 };
+            e.dst_port = info.dst_port.unwrap_or(0);
+            e.l4_proto = info.l4_proto;
+        }
+    });
+}
+
+/// Reserve an event in the ring buffer, fill it in place (events are too large for the BPF
+/// stack budget next to the parser's), submit it; count it as lost when the buffer is full.
+#[inline(always)]
+fn emit(fill: impl FnOnce(&mut Event)) {
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        health(Health::EventsLost);
+        return;
+    };
+    // SAFETY: the reserved memory is ours until submit; zeroing makes every field initialised
+    // (Event is plain integers) before `fill` writes the ones it knows.
+    let event = unsafe {
+        let ptr = entry.as_mut_ptr();
+        core::ptr::write_bytes(ptr, 0, 1);
+        &mut *ptr
+    };
+    fill(event);
+    entry.submit(0);
+}
+
+#[inline(always)]
+fn health(slot: Health) {
+    if let Some(n) = HEALTH.get_ptr_mut(slot as u32) {
+        // SAFETY: per-CPU value of this CPU; nothing else writes it while the program runs here.
+        unsafe { *n += 1 };
+    }
 }
 
 /// Take `amount` from a bucket shared by all CPUs. Returns whether it conformed.
@@ -175,8 +327,34 @@ fn take(tat: &mut u64, limit: &Limit, amount: u64, now: u64) -> bool {
 /// Add to a counter that several CPUs update.
 #[inline(always)]
 fn atomic_add(counter: &mut u64, value: u64) {
-    // SAFETY: `counter` is an aligned u64 inside a map value.
+    // SAFETY: `counter` is an aligned u64 inside a map value. The result is unused, so this is
+    // the plain atomic add that every BPF CPU version has.
     unsafe { atomic_xadd::<u64, u64, { Relaxed }>(counter, value) };
+}
+
+/// Add to a counter that several CPUs update and return the value before, or `None` under
+/// persistent contention (nothing added then). A compare-and-swap loop, because rustc hands
+/// bpf-linker `--cpu generic`, where LLVM refuses a fetching add.
+#[inline(always)]
+fn fetch_add(counter: &mut u64, value: u64) -> Option<u64> {
+    let counter: *mut u64 = counter;
+    // SAFETY: `counter` is an aligned u64 inside a map value.
+    let mut current = unsafe { core::ptr::read_volatile(counter) };
+    for _ in 0..CAS_ATTEMPTS {
+        // SAFETY: as above; every CPU updates it atomically.
+        let (actual, swapped) = unsafe {
+            atomic_cxchg::<u64, { Relaxed }, { Relaxed }>(
+                counter,
+                current,
+                current.wrapping_add(value),
+            )
+        };
+        if swapped {
+            return Some(current);
+        }
+        current = actual;
+    }
+    None
 }
 
 #[inline(always)]

@@ -2,15 +2,16 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use shield_common::{
     config::RuntimeConfig,
     counters::{COUNTER_SLOTS, Counter},
+    events::Health,
     lists::ListEntry,
     maps::{
         ALLOW_V4_CAPACITY, ALLOW_V6_CAPACITY, BLOCK_V4_CAPACITY, BLOCK_V6_CAPACITY,
-        BUCKETS_CAPACITY,
+        BUCKETS_CAPACITY, EVENTS_BYTES,
     },
     policy::{MAX_POLICIES, PORT_POLICY_SLOTS, Policy},
     source::{SourceKey, SourceState},
@@ -38,3 +39,10 @@ pub static PORT_POLICY: Array<u32> = Array::pinned(PORT_POLICY_SLOTS, 0);
 pub static COUNTERS: PerCpuArray<Counter> = PerCpuArray::pinned(COUNTER_SLOTS, 0);
 #[map]
 pub static CONFIG: Array<RuntimeConfig> = Array::pinned(1, 0);
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
+#[map]
+pub static SAMPLER: Array<u64> = Array::pinned(1, 0);
+#[map]
+pub static HEALTH: PerCpuArray<u64> = PerCpuArray::pinned(Health::COUNT, 0);

@@ -1,6 +1,7 @@
 //! The control API's paths and JSON bodies: one definition shared by the agent (server) and
 //! the CLI (client). HTTP/JSON over a Unix socket; paths are versioned.
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -15,6 +16,10 @@ pub const STATUS: &str = "/v1/status";
 pub const STATS: &str = "/v1/stats";
 pub const POLICIES: &str = "/v1/policies";
 pub const GLOBAL: &str = "/v1/global";
+pub const RELOAD: &str = "/v1/reload";
+pub const EVENTS: &str = "/v1/events";
+pub const TOP: &str = "/v1/top";
+pub const BLOCK_IMPORT: &str = "/v1/lists/block/import";
 
 /// Path of one list.
 pub fn list_path(kind: ListKind) -> &'static str {
@@ -55,6 +60,34 @@ pub struct ListEntries {
     pub entries: Vec<ListedNet>,
 }
 
+/// `POST /v1/lists/block/import`: all or nothing.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Import {
+    pub nets: Vec<String>,
+    pub ttl_secs: Option<u64>,
+    /// Replace the previously imported set (entries not in this list are removed, after the
+    /// new ones are in place).
+    #[serde(default)]
+    pub replace: bool,
+    /// Check and report, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Import even ranges that cover allowlisted addresses.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What an import did (or, with dry_run, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportResult {
+    pub dry_run: bool,
+    pub added: usize,
+    pub updated: usize,
+    pub removed: usize,
+    /// Entries in the blocklist after the import.
+    pub total: usize,
+}
+
 /// `PUT /v1/policies/{name}`: only the fields given change; a new policy starts from the
 /// built-in default's values.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -86,7 +119,7 @@ pub struct Global {
     pub drop_malformed: bool,
 }
 
-/// `PUT /v1/global`: only the fields given change.
+/// `PUT /v1/global`: only the fields given change (until the next reload).
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct GlobalUpdate {
     pub monitor: Option<bool>,
@@ -108,6 +141,16 @@ pub struct MapFill {
     pub capacity: u32,
 }
 
+/// The outcome of the last reload.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReloadStatus {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub last_ok: Option<bool>,
+    pub last_unix: Option<u64>,
+    pub last_error: Option<String>,
+}
+
 /// `GET /v1/status`
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Status {
@@ -115,14 +158,62 @@ pub struct Status {
     pub pid: u32,
     pub program_id: Option<u32>,
     pub pin_dir: String,
+    pub config: String,
+    pub state_dir: String,
     pub interfaces: Vec<InterfaceStatus>,
     pub global: Global,
+    pub autoban: bool,
     pub policies: usize,
     pub maps: Vec<MapFill>,
+    /// Health counters from the kernel (events lost, failed map writes).
+    pub health: Vec<(String, u64)>,
+    pub reload: ReloadStatus,
 }
 
 /// `GET /v1/stats`
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Stats {
     pub counters: Vec<CounterRow>,
+}
+
+/// One event, as `shield events` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub time_unix: u64,
+    /// ban or drop.
+    pub kind: String,
+    pub reason: String,
+    /// The source (bans: the banned prefix).
+    pub source: Option<IpNet>,
+    pub policy: Option<String>,
+    pub l4_proto: u8,
+    pub dst_port: u16,
+    pub ban_secs: Option<u64>,
+    pub offences: Option<u64>,
+}
+
+/// `GET /v1/events`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Events {
+    pub events: Vec<EventRecord>,
+}
+
+/// One source in `shield top`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopSource {
+    pub source: IpNet,
+    pub policy: String,
+    pub packets_per_sec: f64,
+    pub limited_per_sec: f64,
+    pub packets: u64,
+    pub limited: u64,
+    pub offences: u64,
+}
+
+/// `GET /v1/top`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Top {
+    pub interval_ms: u64,
+    pub tracked: usize,
+    pub sources: Vec<TopSource>,
 }

@@ -30,3 +30,10 @@ pub fn expiry_after(ttl: Option<Duration>) -> u64 {
 pub fn remaining(expires_at_ns: u64) -> Option<Duration> {
     (expires_at_ns != 0).then(|| Duration::from_nanos(expires_at_ns.saturating_sub(monotonic_ns())))
 }
+
+/// Wall clock minus the monotonic clock, in nanoseconds: monotonic time + this = Unix time.
+pub fn realtime_offset_ns() -> u64 {
+    let wall =
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    wall.saturating_sub(monotonic_ns())
+}

@@ -82,19 +82,23 @@ pub struct List<'a> {
 }
 
 impl List<'_> {
-    /// Add or replace an entry.
+    /// Add or replace an entry expiring after `ttl`, created now.
     pub fn insert(
         &mut self,
         net: IpNet,
         ttl: Option<Duration>,
         origin: Origin,
     ) -> Result<(), ListError> {
-        let entry = ListEntry {
-            expires_at_ns: clock::expiry_after(ttl),
-            created_at_unix: clock::unix_now(),
-            origin: origin as u32,
-            _reserved: 0,
-        };
+        self.insert_entry(net, entry(ttl, origin, clock::unix_now()))
+    }
+
+    /// Entries per family: (IPv4, IPv6).
+    pub fn counts(&self) -> (usize, usize) {
+        (self.v4.keys().count(), self.v6.keys().count())
+    }
+
+    /// Add or replace an entry as given.
+    pub fn insert_entry(&mut self, net: IpNet, entry: ListEntry) -> Result<(), ListError> {
         let list = self.kind.noun();
         let result = match net {
             IpNet::V4(n) => self.v4.insert(&key_v4(n), entry, 0),
@@ -184,6 +188,16 @@ impl List<'_> {
         let expired: Vec<IpNet> =
             self.entries().into_iter().filter(|(_, e)| !e.active_at(now)).map(|(n, _)| n).collect();
         expired.into_iter().filter(|net| self.remove(*net).is_ok()).count()
+    }
+}
+
+/// A list entry expiring after `ttl` (none: never).
+pub fn entry(ttl: Option<Duration>, origin: Origin, created_at_unix: u64) -> ListEntry {
+    ListEntry {
+        expires_at_ns: clock::expiry_after(ttl),
+        created_at_unix,
+        origin: origin as u32,
+        _reserved: 0,
     }
 }
 

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(args) => {
             init_logging(cli.log_format);
-            run_agent(args.clone())
+            run_agent(args.clone(), cli.socket.clone())
         }
         _ => shield_user::cli::execute(&cli),
     };
@@ -23,10 +23,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_agent(args: shield_user::agent::RunArgs) -> anyhow::Result<()> {
+fn run_agent(
+    args: shield_user::agent::RunArgs,
+    socket: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(shield_user::agent::run(args))
+    runtime.block_on(shield_user::agent::run(args, socket))
 }
 
 fn init_logging(format: LogFormat) {

@@ -255,6 +255,54 @@ impl PolicyTable {
         })
     }
 
+    /// The table that holds exactly `desired` (the default policy included), keeping the slot
+    /// of every policy that `self` already has, so the kernel can be moved from one to the
+    /// other without a moment where a kept policy's ports point elsewhere.
+    pub fn assign(&self, desired: &[PolicySpec]) -> Result<PolicyTable, PolicyError> {
+        let mut table = PolicyTable::default();
+        let mut pending = Vec::new();
+        for spec in desired {
+            match self.find(&spec.name) {
+                Some((slot, _)) => table.apply(slot, placeholder(&spec.name)),
+                None if spec.name == DEFAULT_POLICY_NAME => {
+                    table.apply(DEFAULT_POLICY_ID, placeholder(&spec.name))
+                }
+                None => pending.push(spec),
+            }
+        }
+        for spec in pending {
+            let slot = (1..MAX_POLICIES)
+                .find(|&i| table.slots.get(i as usize).is_none_or(Option::is_none))
+                .ok_or(PolicyError::TooMany { max: MAX_POLICIES })?;
+            table.apply(slot, placeholder(&spec.name));
+        }
+        // Now fill the slots for real, checking each spec and port ownership.
+        let slots: Vec<(u32, String)> = table
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|p| (i as u32, p.name.clone())))
+            .collect();
+        let mut filled = PolicyTable::default();
+        for (slot, name) in slots {
+            let spec = desired
+                .iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| PolicyError::Unknown(name.clone()))?;
+            spec.to_kernel()?;
+            for port in &spec.ports {
+                if let Some(owner) = filled.policies().find(|p| p.ports.contains(port)) {
+                    return Err(PolicyError::PortTaken { port: *port, owner: owner.name.clone() });
+                }
+            }
+            filled.apply(slot, spec.clone());
+        }
+        if filled.find(DEFAULT_POLICY_NAME).is_none() {
+            return Err(PolicyError::Unknown(DEFAULT_POLICY_NAME.into()));
+        }
+        Ok(filled)
+    }
+
     /// Record an applied change.
     pub fn apply(&mut self, slot: u32, spec: PolicySpec) {
         let slot = slot as usize;
@@ -265,9 +313,41 @@ impl PolicyTable {
     }
 }
 
+fn placeholder(name: &str) -> PolicySpec {
+    PolicySpec { name: name.to_owned(), ..PolicySpec::builtin_default() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn assign_keeps_slots_and_fills_gaps() {
+        let mut old = PolicyTable::default();
+        old.apply(0, PolicySpec::builtin_default());
+        old.apply(2, api(&["tcp/443"]));
+        let mut other = api(&["tcp/80"]);
+        other.name = "web".into();
+        let new = old
+            .assign(&[PolicySpec::builtin_default(), other.clone(), api(&["tcp/8443"])])
+            .unwrap();
+        assert_eq!(new.find("api").map(|(s, _)| s), Some(2));
+        assert_eq!(new.find("web").map(|(s, _)| s), Some(1));
+        assert_eq!(new.find("default").map(|(s, _)| s), Some(0));
+        assert_eq!(new.find("api").unwrap().1.ports, vec!["tcp/8443".parse().unwrap()]);
+    }
+
+    #[test]
+    fn assign_refuses_shared_ports_and_a_missing_default() {
+        let t = PolicyTable::default();
+        let mut b = api(&["tcp/443"]);
+        b.name = "b".into();
+        assert!(matches!(
+            t.assign(&[PolicySpec::builtin_default(), api(&["tcp/443"]), b]),
+            Err(PolicyError::PortTaken { .. })
+        ));
+        assert_eq!(t.assign(&[api(&[])]), Err(PolicyError::Unknown("default".into())));
+    }
 
     fn api(ports: &[&str]) -> PolicySpec {
         PolicySpec {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, MapData, MapInfo, MapType, PerCpuArray, RingBuf},
     programs::Xdp,
 };
 use shield_common::{
@@ -26,6 +26,16 @@ pub type ListV6 = LpmTrie<MapData, [u8; 16], ListEntry>;
 
 #[derive(Debug, Error)]
 pub enum ProgramError {
+    #[error(
+        "the pinned map {path} does not match this build ({what}: pinned {pinned}, expected {expected}). It was made by another shield build with the same layout version; stop every agent, remove {dir} (blocks and policies are restored from the state file and the configuration), and start again"
+    )]
+    LayoutMismatch {
+        path: String,
+        dir: String,
+        what: &'static str,
+        pinned: String,
+        expected: String,
+    },
     #[error("loading the XDP program failed (pins in {pin_dir}): {source}")]
     Load {
         pin_dir: PathBuf,
@@ -51,6 +61,70 @@ pub fn pin_dir(pin_root: &Path) -> PathBuf {
     pin_root.join(format!("v{LAYOUT_VERSION}"))
 }
 
+/// What this build expects of each pinned map: (name, type, key size, value size, entries).
+fn expected_layout() -> [(&'static str, MapType, u32, u32, u32); 12] {
+    use shield_common::{
+        counters::COUNTER_SLOTS,
+        events::Health,
+        policy::{MAX_POLICIES, PORT_POLICY_SLOTS},
+    };
+    let entry = size_of::<ListEntry>() as u32;
+    [
+        (maps::ALLOW_V4, MapType::LpmTrie, 8, entry, maps::ALLOW_V4_CAPACITY),
+        (maps::ALLOW_V6, MapType::LpmTrie, 20, entry, maps::ALLOW_V6_CAPACITY),
+        (maps::BLOCK_V4, MapType::LpmTrie, 8, entry, maps::BLOCK_V4_CAPACITY),
+        (maps::BLOCK_V6, MapType::LpmTrie, 20, entry, maps::BLOCK_V6_CAPACITY),
+        (
+            maps::BUCKETS,
+            MapType::LruHash,
+            size_of::<SourceKey>() as u32,
+            size_of::<SourceState>() as u32,
+            maps::BUCKETS_CAPACITY,
+        ),
+        (maps::POLICIES, MapType::Array, 4, size_of::<Policy>() as u32, MAX_POLICIES),
+        (maps::PORT_POLICY, MapType::Array, 4, 4, PORT_POLICY_SLOTS),
+        (maps::COUNTERS, MapType::PerCpuArray, 4, size_of::<Counter>() as u32, COUNTER_SLOTS),
+        (maps::CONFIG, MapType::Array, 4, size_of::<RuntimeConfig>() as u32, 1),
+        (maps::EVENTS, MapType::RingBuf, 0, 0, maps::EVENTS_BYTES),
+        (maps::SAMPLER, MapType::Array, 4, 8, 1),
+        (maps::HEALTH, MapType::PerCpuArray, 4, 8, Health::COUNT),
+    ]
+}
+
+/// Refuse pinned maps whose layout this build cannot read, rather than silently reuse them.
+pub fn check_pinned_layout(pin_dir: &Path) -> Result<(), ProgramError> {
+    for (name, map_type, key, value, entries) in expected_layout() {
+        let path = pin_dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let mismatch = |what, pinned: String, expected: String| ProgramError::LayoutMismatch {
+            path: path.display().to_string(),
+            dir: pin_dir.display().to_string(),
+            what,
+            pinned,
+            expected,
+        };
+        let info = MapInfo::from_pin(&path)
+            .map_err(|e| mismatch("readable", e.to_string(), "a BPF map".into()))?;
+        let pinned_type =
+            info.map_type().map(|t| format!("{t:?}")).unwrap_or_else(|e| e.to_string());
+        if pinned_type != format!("{map_type:?}") {
+            return Err(mismatch("type", pinned_type, format!("{map_type:?}")));
+        }
+        for (what, got, want) in [
+            ("key size", info.key_size(), key),
+            ("value size", info.value_size(), value),
+            ("capacity", info.max_entries(), entries),
+        ] {
+            if got != want {
+                return Err(mismatch(what, got.to_string(), want.to_string()));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every map of the program, typed.
 pub struct Maps {
     pub allow_v4: ListV4,
@@ -62,6 +136,9 @@ pub struct Maps {
     pub port_policy: Array<MapData, u32>,
     pub counters: PerCpuArray<MapData, Counter>,
     pub config: Array<MapData, RuntimeConfig>,
+    pub health: PerCpuArray<MapData, u64>,
+    /// Taken by the agent's event reader; `None` after that.
+    pub events: Option<RingBuf<MapData>>,
 }
 
 /// The loaded program with its maps.
@@ -74,6 +151,7 @@ impl Loaded {
     /// Load the program, pinning its maps in `pin_dir` (or adopting the maps already pinned
     /// there), and load the XDP program into the kernel (verifier included).
     pub fn load(pin_dir: &Path) -> Result<Loaded, ProgramError> {
+        check_pinned_layout(pin_dir)?;
         let mut ebpf = EbpfLoader::new()
             .default_map_pin_directory(pin_dir)
             .load(OBJECT)
@@ -88,6 +166,8 @@ impl Loaded {
             port_policy: take(&mut ebpf, maps::PORT_POLICY)?,
             counters: take(&mut ebpf, maps::COUNTERS)?,
             config: take(&mut ebpf, maps::CONFIG)?,
+            health: take(&mut ebpf, maps::HEALTH)?,
+            events: Some(take(&mut ebpf, maps::EVENTS)?),
         };
         let mut loaded = Loaded { ebpf, maps };
         loaded.xdp()?.load().map_err(|e| ProgramError::Verify(Box::new(e)))?;

@@ -47,14 +47,39 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Start `shield run` on the lab's server interface and wait for its socket.
+    /// Start `shield run` on the lab's server interface with an empty configuration file and
+    /// wait for its socket.
     pub fn start(lab: &Lab, extra: &[&str]) -> Agent {
-        let dir = std::env::temp_dir().join(format!("shield-e2e-{}", lab.id));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pin_root = PathBuf::from(format!("/sys/fs/bpf/shield-e2e-{}", lab.id));
-        Self::start_with(lab, &dir.join("shield.sock"), &pin_root, extra)
+        Self::start_configured(lab, "", extra)
     }
 
+    /// Start `shield run` with `config` as its configuration file.
+    pub fn start_configured(lab: &Lab, config: &str, extra: &[&str]) -> Agent {
+        let dir = Self::dir_for(lab);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("shield.toml"), config).unwrap();
+        Self::start_with(lab, &dir.join("shield.sock"), &Self::pin_root_for(lab), extra)
+    }
+
+    /// The directory of this lab's agent: socket, log, configuration, state.
+    pub fn dir_for(lab: &Lab) -> PathBuf {
+        std::env::temp_dir().join(format!("shield-e2e-{}", lab.id))
+    }
+
+    pub fn pin_root_for(lab: &Lab) -> PathBuf {
+        PathBuf::from(format!("/sys/fs/bpf/shield-e2e-{}", lab.id))
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("shield.toml")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// Start an agent with this socket and pin root; its configuration and state live next to
+    /// the socket.
     pub fn start_with(lab: &Lab, socket: &Path, pin_root: &Path, extra: &[&str]) -> Agent {
         let log = socket.with_extension("log");
         let dir = socket.parent().unwrap().to_owned();
@@ -88,6 +113,10 @@ impl Agent {
             .arg(&self.socket)
             .arg("--pin-root")
             .arg(&self.pin_root)
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("--state-dir")
+            .arg(self.state_dir())
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -106,7 +106,11 @@ impl Kernel {
     }
 
     pub fn set_config(&mut self, flags: u32) {
-        self.loaded.maps.config.set(0, RuntimeConfig { flags, _reserved: 0 }, 0).unwrap();
+        self.loaded
+            .maps
+            .config
+            .set(0, RuntimeConfig { flags, ..RuntimeConfig::default() }, 0)
+            .unwrap();
     }
 
     pub fn list(&mut self, kind: ListKind) -> List<'_> {

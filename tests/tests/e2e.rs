@@ -538,15 +538,21 @@ fn second_agent_on_the_same_interface_is_refused() {
     // Other socket and pins, same interface: the kernel already has a program there.
     let dir = std::env::temp_dir().join(format!("shield-e2e-{}-second", lab.id));
     std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("none.toml"), "").unwrap();
     let other = std::process::Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", lab.server_ns))
         .arg(shield_bin())
         .args(["run", "--iface", &lab.server_if, "--socket"])
         .arg(dir.join("s.sock"))
         .args(["--pin-root", &format!("/sys/fs/bpf/shield-e2e-{}-second", lab.id)])
+        .arg("--config")
+        .arg(dir.join("none.toml"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/shield-e2e-{}-second", lab.id));
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(!other.status.success());
     assert!(stderr(&other).contains("already has an XDP program attached"), "{}", stderr(&other));
     // The first agent is untouched and still protecting.

@@ -1,8 +1,10 @@
-//! `shield run`: the privileged agent. Loads and attaches the program, owns its maps, serves
-//! the control API on a Unix socket, expires list entries, and detaches on a clean stop.
+//! `shield run`: the privileged agent. Loads and attaches the program, owns its maps and the
+//! durable state, applies the configuration (and reloads it on SIGHUP), reads the kernel's
+//! events, serves the control API on a Unix socket, and detaches on a clean stop.
 
 pub mod attach;
 pub mod bpffs;
+mod events;
 mod lock;
 pub mod server;
 pub mod shield;
@@ -20,27 +22,31 @@ use tokio::signal::unix::{SignalKind, signal};
 use self::{attach::AttachMode, shield::Shield};
 use crate::{
     api::{self, InterfaceStatus},
+    config::{Config, DEFAULT_CONFIG_PATH},
     program::{self, Loaded},
 };
 
-/// How often expired list entries are removed from the maps.
-const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
+/// How often expired list entries are removed and auto-bans are written to the state file.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Arguments of `shield run`.
+/// Arguments of `shield run`. Options given here win over the configuration file.
 #[derive(Clone, Debug, clap::Args)]
 pub struct RunArgs {
-    /// Interface to protect (repeat for several).
-    #[arg(long = "iface", short = 'i', required = true, value_name = "IFACE")]
+    /// Configuration file (built-in defaults when the default path does not exist).
+    #[arg(long, short = 'c', default_value = DEFAULT_CONFIG_PATH, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Interface to protect (repeat for several); replaces `agent.interfaces`.
+    #[arg(long = "iface", short = 'i', value_name = "IFACE")]
     pub interfaces: Vec<String>,
-    /// XDP attach mode.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub mode: AttachMode,
-    /// Control socket path.
-    #[arg(long, default_value = api::DEFAULT_SOCKET, value_name = "PATH")]
-    pub socket: PathBuf,
-    /// Where program links and maps are pinned (on a bpffs).
-    #[arg(long, default_value = shield_common::maps::DEFAULT_PIN_ROOT, value_name = "DIR")]
-    pub pin_root: PathBuf,
+    /// XDP attach mode [default: auto].
+    #[arg(long, value_enum)]
+    pub mode: Option<AttachMode>,
+    /// Where program links and maps are pinned (on a bpffs) [default: /sys/fs/bpf/shield].
+    #[arg(long, value_name = "DIR")]
+    pub pin_root: Option<PathBuf>,
+    /// Where the durable state lives [default: /var/lib/shield].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// On stop, leave the program attached (for an upgrade: the next agent adopts it).
     #[arg(long)]
     pub keep_attached: bool,
@@ -49,31 +55,54 @@ pub struct RunArgs {
     pub monitor: bool,
 }
 
-/// Run the agent until SIGINT or SIGTERM.
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+/// Run the agent until SIGINT or SIGTERM. `socket`: the global `--socket`, if given.
+pub async fn run(args: RunArgs, socket: Option<PathBuf>) -> anyhow::Result<()> {
     require_root()?;
-    for name in &args.interfaces {
+    let checked = Config::load_or_default(&args.config)?;
+    let agent = &checked.file.agent;
+    let interfaces =
+        if args.interfaces.is_empty() { agent.interfaces.clone() } else { args.interfaces.clone() };
+    if interfaces.is_empty() {
+        bail!(
+            "no interface to protect: pass --iface IFACE or set agent.interfaces in {}",
+            args.config.display()
+        );
+    }
+    for name in &interfaces {
         attach::ifindex(name)?;
     }
-    let run_dir = args.socket.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let socket = socket.unwrap_or_else(|| PathBuf::from(&agent.socket));
+    let pin_root = args.pin_root.clone().unwrap_or_else(|| PathBuf::from(&agent.pin_root));
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| PathBuf::from(&agent.state_dir));
+    let mode = args.mode.unwrap_or(agent.mode);
+    let keep_attached = args.keep_attached || agent.keep_attached;
+
+    let run_dir = socket.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("creating the runtime directory {}", run_dir.display()))?;
-    let _lock = lock::AgentLock::acquire(&args.socket)?;
+    let _lock = lock::AgentLock::acquire(&socket)?;
 
-    bpffs::ensure_mounted(bpffs::mount_point_for(&args.pin_root))?;
-    let pin_dir = program::pin_dir(&args.pin_root);
+    bpffs::ensure_mounted(bpffs::mount_point_for(&pin_root))?;
+    let pin_dir = program::pin_dir(&pin_root);
     std::fs::create_dir_all(&pin_dir)
         .with_context(|| format!("creating the pin directory {}", pin_dir.display()))?;
-    let _pin_lock = lock::lock_pin_root(&args.pin_root)?;
+    let _pin_lock = lock::lock_pin_root(&pin_root)?;
     let loaded = Loaded::load(&pin_dir).context("loading the XDP program")?;
-    let mut shield = Shield::new(loaded, pin_dir.display().to_string())?;
-    if args.monitor {
-        shield.global_set(&api::GlobalUpdate { monitor: Some(true), drop_malformed: None })?;
-    }
+    let global = api::GlobalUpdate { monitor: args.monitor.then_some(true), drop_malformed: None };
+    let mut shield = Shield::new(
+        loaded,
+        pin_dir.display().to_string(),
+        checked,
+        args.config.clone(),
+        state_dir,
+        global,
+    )?;
+    let events =
+        shield.loaded.maps.events.take().context("the events ring buffer was already taken")?;
 
     let mut attachments = Vec::new();
-    for name in &args.interfaces {
-        match attach::attach(shield.loaded.xdp()?, name, args.mode, &pin_dir) {
+    for name in &interfaces {
+        match attach::attach(shield.loaded.xdp()?, name, mode, &pin_dir) {
             Ok(a) => attachments.push(a),
             Err(e) => {
                 // Leave nothing half-done: undo the interfaces already attached.
@@ -94,23 +123,43 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .collect();
 
     let shared = Arc::new(Mutex::new(shield));
-    let listener = bind_socket(&args.socket)?;
+    let listener = bind_socket(&socket)?;
     let app = server::router(shared.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let expiry = tokio::spawn(expire_loop(shared.clone()));
-    tracing::info!(socket = %args.socket.display(), interfaces = ?args.interfaces, "shield is running");
+    let housekeeping = tokio::spawn(housekeeping(shared.clone()));
+    let reader = tokio::spawn(events::read(events, shared.clone()));
+    tracing::info!(socket = %socket.display(), interfaces = ?interfaces, "shield is running");
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = sigterm.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = sigint.recv() => tracing::info!("SIGINT: stopping"),
-        r = server => bail!("the control API stopped: {r:?}"),
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut server = server;
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+            _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            _ = sighup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let shared = shared.clone();
+                // Errors are logged and counted by reload itself.
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Ok(mut s) = shared.lock() {
+                        let _ = s.reload();
+                    }
+                })
+                .await;
+            }
+            r = &mut server => bail!("the control API stopped: {r:?}"),
+        }
     }
-    expiry.abort();
-    let _ = std::fs::remove_file(&args.socket);
+    housekeeping.abort();
+    reader.abort();
+    if let Ok(mut s) = shared.lock() {
+        s.flush();
+    }
+    let _ = std::fs::remove_file(&socket);
     for a in attachments {
-        if args.keep_attached {
+        if keep_attached {
             a.keep();
         } else {
             a.detach()?;
@@ -144,8 +193,8 @@ fn bind_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListene
     Ok(listener)
 }
 
-async fn expire_loop(shared: server::Shared) {
-    let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
+async fn housekeeping(shared: server::Shared) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     loop {
         tick.tick().await;
         let shared = shared.clone();

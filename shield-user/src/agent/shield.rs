@@ -1,28 +1,39 @@
-//! The running shield: the loaded program, its maps, its policies and interfaces, and every
-//! operation the control API offers on them. All map writes go through here.
+//! The running shield: the loaded program, its maps, its policies, configuration and durable
+//! state, and every operation the control API offers on them. All map and state writes go
+//! through here.
 
-use std::time::Duration;
+use std::{
+    collections::{BTreeSet, VecDeque},
+    path::PathBuf,
+    time::Duration,
+};
 
 use ipnet::IpNet;
 use shield_common::{
-    config::{CONFIG_DROP_MALFORMED, CONFIG_MONITOR, RuntimeConfig},
-    lists::Origin,
+    config::{CONFIG_AUTOBAN, CONFIG_DROP_MALFORMED, CONFIG_MONITOR, RuntimeConfig},
+    counters::Reason,
+    events::{Event, EventKind, Health},
+    gcra::Limit,
+    lists::{ListEntry, Origin},
     maps::{
         ALLOW_V4_CAPACITY, ALLOW_V6_CAPACITY, BLOCK_V4_CAPACITY, BLOCK_V6_CAPACITY,
         BUCKETS_CAPACITY,
     },
-    policy::{DEFAULT_POLICY_ID, MAX_POLICIES, PORT_POLICY_SLOTS},
+    policy::{DEFAULT_POLICY_ID, Policy},
+    source::FAMILY_V4,
 };
 use thiserror::Error;
 
 use crate::{
-    api::{self, Global, GlobalUpdate, MapFill, PolicyUpdate},
-    lists::{List, ListError, ListKind, parse_net},
-    policies::{
-        DEFAULT_POLICY_NAME, MIN_BYTES_BURST, PolicyError, PolicySpec, PolicyTable, PortSpec,
-        RateSpec,
+    api::{
+        self, EventRecord, Global, GlobalUpdate, ImportResult, MapFill, PolicyUpdate, ReloadStatus,
     },
+    clock,
+    config::{Checked, Config, ConfigError, MalformedVerdict},
+    lists::{self, List, ListError, ListKind, parse_net},
+    policies::{MIN_BYTES_BURST, PolicyError, PolicySpec, PolicyTable, RateSpec},
     program::Loaded,
+    state::{State, StateError, StoredEntry},
     stats,
 };
 
@@ -33,10 +44,22 @@ pub enum ControlError {
     List(#[from] ListError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error(
         "{net} covers allowlisted {allowed}; allow wins over block, so the block would not apply there. Pass --force to add it anyway"
     )]
     CoversAllowlisted { net: IpNet, allowed: IpNet },
+    #[error(
+        "{net} is a management address from the configuration; it cannot be deleted at run time (edit the configuration and reload)"
+    )]
+    Management { net: IpNet },
+    #[error(
+        "the import does not fit: the blocklist would hold {needed} {family} entries, its capacity is {capacity}; nothing was imported"
+    )]
+    ImportTooLarge { family: &'static str, needed: usize, capacity: u32 },
     #[error("writing map {map} failed: {reason}")]
     Map { map: &'static str, reason: String },
 }
@@ -47,13 +70,20 @@ impl ControlError {
         match self {
             ControlError::List(ListError::NotListed { .. })
             | ControlError::Policy(PolicyError::Unknown(_)) => 404,
-            ControlError::List(ListError::Full { .. }) => 507,
+            ControlError::List(ListError::Full { .. }) | ControlError::ImportTooLarge { .. } => 507,
             ControlError::CoversAllowlisted { .. }
+            | ControlError::Management { .. }
             | ControlError::Policy(PolicyError::PortTaken { .. }) => 409,
-            ControlError::List(ListError::Kernel { .. }) | ControlError::Map { .. } => 500,
-            ControlError::List(_) | ControlError::Policy(_) => 400,
+            ControlError::List(ListError::Kernel { .. })
+            | ControlError::Map { .. }
+            | ControlError::State(_) => 500,
+            ControlError::List(_) | ControlError::Policy(_) | ControlError::Config(_) => 400,
         }
     }
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> ControlError {
+    move |e| ControlError::Map { map, reason: e.to_string() }
 }
 
 pub struct Shield {
@@ -61,26 +91,56 @@ pub struct Shield {
     pub policies: PolicyTable,
     pub interfaces: Vec<api::InterfaceStatus>,
     pub pin_dir: String,
+    pub config: Checked,
+    pub config_path: PathBuf,
+    pub state: State,
+    pub state_dir: PathBuf,
+    /// Auto-bans recorded in `state` but not yet written (flushed within a second).
+    state_dirty: bool,
+    pub events: VecDeque<EventRecord>,
+    /// Runtime changes of the global settings (until the next reload).
+    global_override: GlobalUpdate,
+    pub reload: ReloadStatus,
 }
 
 impl Shield {
-    /// Wrap a freshly loaded program: install the built-in default policy on fresh maps, and
-    /// read back the policies of adopted ones.
-    pub fn new(loaded: Loaded, pin_dir: String) -> Result<Shield, ControlError> {
-        let mut shield =
-            Shield { loaded, policies: PolicyTable::default(), interfaces: Vec::new(), pin_dir };
+    /// Take over a freshly loaded program: apply the configuration, then restore the durable
+    /// state into the maps.
+    pub fn new(
+        loaded: Loaded,
+        pin_dir: String,
+        config: Checked,
+        config_path: PathBuf,
+        state_dir: PathBuf,
+        global_override: GlobalUpdate,
+    ) -> Result<Shield, ControlError> {
+        let state = State::load(&state_dir)?;
+        let mut shield = Shield {
+            loaded,
+            policies: PolicyTable::default(),
+            interfaces: Vec::new(),
+            pin_dir,
+            config: config.clone(),
+            config_path,
+            state,
+            state_dir,
+            state_dirty: false,
+            events: VecDeque::new(),
+            global_override,
+            reload: ReloadStatus::default(),
+        };
         shield.policies = shield.read_policies();
-        if shield.policies.find(DEFAULT_POLICY_NAME).is_none() {
-            shield.write_policy(&PolicySpec::builtin_default())?;
-        }
+        shield.apply_config(config)?;
+        shield.restore_state()?;
         Ok(shield)
     }
 
     /// Rebuild the policy table from the maps (after adopting pinned maps).
     fn read_policies(&self) -> PolicyTable {
         let maps = &self.loaded.maps;
-        let mut ports: Vec<Vec<PortSpec>> = vec![Vec::new(); MAX_POLICIES as usize];
-        for slot in 0..PORT_POLICY_SLOTS {
+        let mut ports: Vec<Vec<crate::policies::PortSpec>> =
+            vec![Vec::new(); shield_common::policy::MAX_POLICIES as usize];
+        for slot in 0..shield_common::policy::PORT_POLICY_SLOTS {
             if let Ok(id) = maps.port_policy.get(&slot, 0)
                 && id != DEFAULT_POLICY_ID
                 && let Some(list) = ports.get_mut(id as usize)
@@ -90,7 +150,7 @@ impl Shield {
                 } else {
                     (shield_common::policy::IPPROTO_UDP, (slot - 65_536) as u16)
                 };
-                list.push(PortSpec { proto, port });
+                list.push(crate::policies::PortSpec { proto, port });
             }
         }
         let mut table = PolicyTable::default();
@@ -124,21 +184,244 @@ impl Shield {
         }
     }
 
-    /// Add to a list. A block that would cover allowlisted addresses is refused unless forced.
-    pub fn list_add(&mut self, kind: ListKind, req: &api::ListAdd) -> Result<IpNet, ControlError> {
-        let net = parse_net(&req.net)?;
-        if kind == ListKind::Block && !req.force {
-            let overlapping = self
-                .list(ListKind::Allow)
-                .listed()
-                .into_iter()
-                .find(|a| a.net.contains(&net) || net.contains(&a.net));
-            if let Some(allowed) = overlapping {
-                return Err(ControlError::CoversAllowlisted { net, allowed: allowed.net });
+    // ---- configuration ----
+
+    /// Apply a checked configuration: policies (with the CLI's overrides from the state),
+    /// static and management list entries, global settings, auto-ban and event sampling.
+    /// Counters, buckets and dynamic entries are left as they are.
+    fn apply_config(&mut self, config: Checked) -> Result<(), ControlError> {
+        let desired = self.desired_policies(&config)?;
+        self.install_policies(&desired)?;
+        let mut allow: Vec<IpNet> = config.management.clone();
+        allow.extend(&config.allow);
+        self.sync_config_entries(ListKind::Allow, &allow)?;
+        self.sync_config_entries(ListKind::Block, &config.block)?;
+        self.config = config;
+        self.write_runtime_config()?;
+        Ok(())
+    }
+
+    /// The configuration's policies with the CLI's changes (from the state) laid over them.
+    fn desired_policies(&self, config: &Checked) -> Result<Vec<PolicySpec>, ControlError> {
+        let mut desired = config.policies.clone();
+        for o in &self.state.policies {
+            match desired.iter_mut().find(|p| p.name == o.name) {
+                Some(p) => *p = o.clone(),
+                None => desired.push(o.clone()),
             }
         }
+        Ok(desired)
+    }
+
+    /// Move the kernel to exactly `desired`: new and changed policies first, then ports, then
+    /// released ports and removed slots, so no port ever points at a missing policy.
+    fn install_policies(&mut self, desired: &[PolicySpec]) -> Result<(), ControlError> {
+        let table = self.policies.assign(desired)?;
+        let maps = &mut self.loaded.maps;
+        let mut new_ports = BTreeSet::new();
+        for (slot, spec) in table.slots.iter().enumerate() {
+            if let Some(spec) = spec {
+                maps.policies
+                    .set(slot as u32, spec.to_kernel()?, 0)
+                    .map_err(map_err("POLICIES"))?;
+                for port in &spec.ports {
+                    maps.port_policy
+                        .set(port.slot(), slot as u32, 0)
+                        .map_err(map_err("PORT_POLICY"))?;
+                    new_ports.insert(port.slot());
+                }
+            }
+        }
+        for old in self.policies.policies().flat_map(|p| p.ports.iter()) {
+            if !new_ports.contains(&old.slot()) {
+                maps.port_policy
+                    .set(old.slot(), DEFAULT_POLICY_ID, 0)
+                    .map_err(map_err("PORT_POLICY"))?;
+            }
+        }
+        for (slot, spec) in self.policies.slots.iter().enumerate() {
+            if spec.is_some() && table.slots.get(slot).is_none_or(Option::is_none) {
+                maps.policies
+                    .set(slot as u32, Policy::default(), 0)
+                    .map_err(map_err("POLICIES"))?;
+            }
+        }
+        self.policies = table;
+        Ok(())
+    }
+
+    /// Make the configuration-origin entries of a list exactly `desired`.
+    fn sync_config_entries(
+        &mut self,
+        kind: ListKind,
+        desired: &[IpNet],
+    ) -> Result<(), ControlError> {
+        let mut list = self.list(kind);
+        let stale: Vec<IpNet> = list
+            .entries()
+            .into_iter()
+            .filter(|(net, e)| e.origin == Origin::Config as u32 && !desired.contains(net))
+            .map(|(net, _)| net)
+            .collect();
+        for net in desired {
+            list.insert(*net, None, Origin::Config)?;
+        }
+        for net in stale {
+            list.remove(net)?;
+        }
+        Ok(())
+    }
+
+    fn global_settings(&self) -> Global {
+        let g = &self.config.file.global;
+        Global {
+            monitor: self.global_override.monitor.unwrap_or(g.monitor),
+            drop_malformed: self
+                .global_override
+                .drop_malformed
+                .unwrap_or(g.malformed == MalformedVerdict::Drop),
+        }
+    }
+
+    fn write_runtime_config(&mut self) -> Result<(), ControlError> {
+        let global = self.global_settings();
+        let a = &self.config.file.autoban;
+        let samples = self.config.file.events.drop_samples_per_sec;
+        let flags = if global.monitor { CONFIG_MONITOR } else { 0 }
+            | if global.drop_malformed { CONFIG_DROP_MALFORMED } else { 0 }
+            | if a.enabled { CONFIG_AUTOBAN } else { 0 };
+        let runtime = RuntimeConfig {
+            flags,
+            autoban_threshold: a.threshold,
+            autoban_window_ns: a.window.as_nanos().min(u64::MAX as u128) as u64,
+            autoban_ban_ns: a.ban.as_nanos().min(u64::MAX as u128) as u64,
+            autoban_max_ban_ns: a.max_ban.as_nanos().min(u64::MAX as u128) as u64,
+            realtime_offset_ns: clock::realtime_offset_ns(),
+            drop_samples: Limit::new(samples, samples.max(1)).unwrap_or(Limit::OFF),
+        };
+        self.loaded.maps.config.set(0, runtime, 0).map_err(map_err("CONFIG"))
+    }
+
+    /// Reload the configuration file: validate all of it, apply nothing on any error.
+    pub fn reload(&mut self) -> Result<(), ControlError> {
+        let result = Config::load_or_default(&self.config_path)
+            .map_err(ControlError::from)
+            .and_then(|checked| {
+                // Check the policies with the CLI's overrides before touching anything.
+                let desired = self.desired_policies(&checked)?;
+                self.policies.assign(&desired)?;
+                self.global_override = GlobalUpdate::default();
+                self.apply_config(checked)
+            });
+        self.reload.last_unix = Some(clock::unix_now());
+        match &result {
+            Ok(()) => {
+                self.reload.succeeded += 1;
+                self.reload.last_ok = Some(true);
+                self.reload.last_error = None;
+                tracing::info!(config = %self.config_path.display(), "configuration reloaded");
+            }
+            Err(e) => {
+                self.reload.failed += 1;
+                self.reload.last_ok = Some(false);
+                self.reload.last_error = Some(e.to_string());
+                tracing::error!(config = %self.config_path.display(), error = %e, "reload refused; the previous configuration stays in force");
+            }
+        }
+        result
+    }
+
+    // ---- durable state ----
+
+    /// Put the state's entries into the maps. Entries in the maps that the state does not know
+    /// are removed (the CLI was never told they were done), except auto-bans, which the kernel
+    /// writes itself: those are adopted into the state.
+    fn restore_state(&mut self) -> Result<(), ControlError> {
+        let now_unix = clock::unix_now();
+        self.state.remove_expired(now_unix);
+        for e in self.state.entries.clone() {
+            let ttl = e.expires_at_unix.map(|t| Duration::from_secs(t.saturating_sub(now_unix)));
+            let origin = origin_from_name(&e.origin);
+            self.list(e.list).insert_entry(e.net, lists::entry(ttl, origin, e.created_at_unix))?;
+        }
+        for kind in [ListKind::Allow, ListKind::Block] {
+            let known: BTreeSet<IpNet> =
+                self.state.entries.iter().filter(|e| e.list == kind).map(|e| e.net).collect();
+            let in_map = self.list(kind).entries();
+            for (net, entry) in in_map {
+                match Origin::from_u32(entry.origin) {
+                    Some(Origin::Config) => {}
+                    Some(Origin::Auto) if !known.contains(&net) => {
+                        if entry.active_at(clock::monotonic_ns()) {
+                            self.state.upsert(stored(kind, net, &entry, None));
+                        }
+                    }
+                    _ if !known.contains(&net) => {
+                        self.list(kind).remove(net)?;
+                        tracing::info!(list = kind.noun(), %net, "removed an entry the state file does not hold");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.state.save(&self.state_dir)?;
+        Ok(())
+    }
+
+    /// Write the state file now.
+    fn persist(&mut self) -> Result<(), ControlError> {
+        self.state.save(&self.state_dir)?;
+        self.state_dirty = false;
+        Ok(())
+    }
+
+    /// Write the state file if auto-bans changed it.
+    pub fn flush(&mut self) {
+        if self.state_dirty
+            && let Err(e) = self.persist()
+        {
+            tracing::error!(error = %e, "writing the state file failed; will retry");
+        }
+    }
+
+    // ---- lists ----
+
+    fn allowlisted_overlap(&mut self, net: IpNet) -> Option<IpNet> {
+        self.list(ListKind::Allow)
+            .listed()
+            .into_iter()
+            .map(|a| a.net)
+            .find(|a| a.contains(&net) || net.contains(a))
+    }
+
+    /// Add to a list; recorded in the state file before returning. A block that would cover
+    /// allowlisted addresses is refused unless forced.
+    pub fn list_add(&mut self, kind: ListKind, req: &api::ListAdd) -> Result<IpNet, ControlError> {
+        let net = parse_net(&req.net)?;
+        if kind == ListKind::Block
+            && !req.force
+            && let Some(allowed) = self.allowlisted_overlap(net)
+        {
+            return Err(ControlError::CoversAllowlisted { net, allowed });
+        }
         let ttl = req.ttl_secs.map(Duration::from_secs);
-        self.list(kind).insert(net, ttl, Origin::Manual)?;
+        let entry = lists::entry(ttl, Origin::Manual, clock::unix_now());
+        let previous =
+            self.list(kind).entries().into_iter().find(|(n, _)| *n == net).map(|(_, e)| e);
+        if previous.is_some_and(|p| p.origin == Origin::Config as u32) {
+            return Err(ControlError::Management { net });
+        }
+        self.list(kind).insert_entry(net, entry)?;
+        self.state.upsert(stored(kind, net, &entry, None));
+        if let Err(e) = self.persist() {
+            // Not durable, so not done: undo the map write.
+            self.state.remove(kind, net);
+            match previous {
+                Some(p) => self.list(kind).insert_entry(net, p)?,
+                None => self.list(kind).remove(net)?,
+            }
+            return Err(e);
+        }
         tracing::info!(list = kind.noun(), %net, ttl_secs = req.ttl_secs, "entry added");
         Ok(net)
     }
@@ -149,7 +432,14 @@ impl Shield {
         req: &api::ListDelete,
     ) -> Result<IpNet, ControlError> {
         let net = parse_net(&req.net)?;
+        let current =
+            self.list(kind).entries().into_iter().find(|(n, _)| *n == net).map(|(_, e)| e);
+        if current.is_some_and(|e| e.origin == Origin::Config as u32) {
+            return Err(ControlError::Management { net });
+        }
         self.list(kind).remove(net)?;
+        self.state.remove(kind, net);
+        self.persist()?;
         tracing::info!(list = kind.noun(), %net, "entry deleted");
         Ok(net)
     }
@@ -158,17 +448,186 @@ impl Shield {
         api::ListEntries { kind, entries: self.list(kind).listed() }
     }
 
-    /// Remove expired entries from both lists.
+    /// Import a blocklist: everything is checked first (addresses, lockout, capacity); then
+    /// all entries are written, and only then, with `replace`, the previous import's entries
+    /// that are not in this one are removed. The state file is written before returning.
+    pub fn import(&mut self, req: &api::Import) -> Result<ImportResult, ControlError> {
+        let nets: Vec<IpNet> = req
+            .nets
+            .iter()
+            .map(|n| parse_net(n))
+            .collect::<Result<BTreeSet<_>, _>>()?
+            .into_iter()
+            .collect();
+        if !req.force {
+            for net in &nets {
+                if let Some(allowed) = self.allowlisted_overlap(*net) {
+                    return Err(ControlError::CoversAllowlisted { net: *net, allowed });
+                }
+            }
+        }
+        let existing: Vec<(IpNet, ListEntry)> = self.list(ListKind::Block).entries();
+        let present: BTreeSet<IpNet> = existing.iter().map(|(n, _)| *n).collect();
+        let new: BTreeSet<IpNet> = nets.iter().copied().collect();
+        let previous_import: Vec<IpNet> = existing
+            .iter()
+            .filter(|(n, e)| e.origin == Origin::Import as u32 && !new.contains(n))
+            .map(|(n, _)| *n)
+            .collect();
+        let removed = if req.replace { previous_import.len() } else { 0 };
+        let added = nets.iter().filter(|n| !present.contains(n)).count();
+        let is_v4 = |n: &&IpNet| matches!(n, IpNet::V4(_));
+        for (family, capacity, v4) in
+            [("IPv4", BLOCK_V4_CAPACITY, true), ("IPv6", BLOCK_V6_CAPACITY, false)]
+        {
+            let needed = present.iter().filter(|n| is_v4(n) == v4).count()
+                + nets.iter().filter(|n| is_v4(n) == v4 && !present.contains(n)).count();
+            if needed > capacity as usize {
+                return Err(ControlError::ImportTooLarge { family, needed, capacity });
+            }
+        }
+        let result = ImportResult {
+            dry_run: req.dry_run,
+            added,
+            updated: nets.len() - added,
+            removed,
+            total: present.len() + added - removed,
+        };
+        if req.dry_run {
+            return Ok(result);
+        }
+        let ttl = req.ttl_secs.map(Duration::from_secs);
+        let entry = lists::entry(ttl, Origin::Import, clock::unix_now());
+        let mut written = Vec::new();
+        for net in &nets {
+            if let Err(e) = self.list(ListKind::Block).insert_entry(*net, entry) {
+                // All or nothing: take back what this import added.
+                for n in written {
+                    let _ = self.list(ListKind::Block).remove(n);
+                }
+                return Err(e.into());
+            }
+            if !present.contains(net) {
+                written.push(*net);
+            }
+        }
+        for net in &nets {
+            self.state.upsert(stored(ListKind::Block, *net, &entry, None));
+        }
+        if req.replace {
+            for net in &previous_import {
+                let _ = self.list(ListKind::Block).remove(*net);
+                self.state.remove(ListKind::Block, *net);
+            }
+        }
+        self.persist()?;
+        tracing::info!(
+            added = result.added,
+            updated = result.updated,
+            removed = result.removed,
+            "blocklist imported"
+        );
+        Ok(result)
+    }
+
+    /// Remove expired entries from the maps and the state; refresh the kernel's wall-clock
+    /// offset.
     pub fn expire(&mut self) -> usize {
         let removed = self.list(ListKind::Block).remove_expired()
             + self.list(ListKind::Allow).remove_expired();
-        if removed > 0 {
+        let forgotten = self.state.remove_expired(clock::unix_now());
+        if removed > 0 || forgotten > 0 {
             tracing::info!(removed, "expired list entries removed");
+            self.state_dirty = true;
         }
+        if let Ok(mut runtime) = self.loaded.maps.config.get(&0, 0) {
+            runtime.realtime_offset_ns = clock::realtime_offset_ns();
+            let _ = self.loaded.maps.config.set(0, runtime, 0);
+        }
+        self.flush();
         removed
     }
 
-    /// Create or change a policy; validated completely before anything is written.
+    // ---- events ----
+
+    /// Record an event from the kernel: log it, keep it for `shield events`, and persist bans.
+    pub fn on_event(&mut self, event: &Event) {
+        let Some(kind) = EventKind::from_u8(event.kind) else {
+            return;
+        };
+        let record = self.event_record(kind, event);
+        match kind {
+            EventKind::Ban => {
+                tracing::warn!(source = ?record.source, policy = ?record.policy, reason = %record.reason, ban_secs = ?record.ban_secs, offences = ?record.offences, "source banned");
+                if let Some(net) = record.source {
+                    let expires = record.time_unix + record.ban_secs.unwrap_or(0);
+                    self.state.upsert(StoredEntry {
+                        list: ListKind::Block,
+                        net,
+                        origin: Origin::Auto.name().to_owned(),
+                        created_at_unix: record.time_unix,
+                        expires_at_unix: Some(expires),
+                        offences: record.offences,
+                    });
+                    self.state_dirty = true;
+                }
+            }
+            EventKind::Drop => {
+                tracing::info!(source = ?record.source, reason = %record.reason, dst_port = record.dst_port, "drop (sampled)");
+            }
+        }
+        let keep = self.config.file.events.keep;
+        if keep == 0 {
+            return;
+        }
+        while self.events.len() >= keep {
+            self.events.pop_front();
+        }
+        self.events.push_back(record);
+    }
+
+    fn event_record(&self, kind: EventKind, e: &Event) -> EventRecord {
+        let age_ns = clock::monotonic_ns().saturating_sub(e.ts_ns);
+        let source = match e.family {
+            FAMILY_V4 => {
+                let [a, b, c, d, ..] = e.addr;
+                ipnet::Ipv4Net::new([a, b, c, d].into(), e.prefix_len.min(32)).ok().map(IpNet::V4)
+            }
+            6 => ipnet::Ipv6Net::new(e.addr.into(), e.prefix_len.min(128)).ok().map(IpNet::V6),
+            _ => None,
+        };
+        let reason = Reason::ALL.get(e.reason as usize).map_or("unknown", |r| r.name());
+        let ban = kind == EventKind::Ban;
+        EventRecord {
+            time_unix: clock::unix_now().saturating_sub(age_ns / 1_000_000_000),
+            kind: kind.name().to_owned(),
+            reason: reason.to_owned(),
+            source,
+            policy: ban.then(|| self.policy_name(e.policy as u32)),
+            l4_proto: e.l4_proto,
+            dst_port: e.dst_port,
+            ban_secs: ban.then_some(e.ban_ns / 1_000_000_000),
+            offences: ban.then_some(e.offences),
+        }
+    }
+
+    fn policy_name(&self, slot: u32) -> String {
+        self.policies
+            .slots
+            .get(slot as usize)
+            .and_then(|s| s.as_ref())
+            .map_or_else(|| format!("#{slot}"), |p| p.name.clone())
+    }
+
+    pub fn recent_events(&self, limit: usize) -> api::Events {
+        let skip = self.events.len().saturating_sub(limit);
+        api::Events { events: self.events.iter().skip(skip).cloned().collect() }
+    }
+
+    // ---- policies and global settings ----
+
+    /// Create or change a policy; validated completely before anything is written, recorded in
+    /// the state file (it overrides the configuration's policy of that name).
     pub fn policy_set(
         &mut self,
         name: &str,
@@ -179,28 +638,17 @@ impl Shield {
             None => PolicySpec { name: name.to_owned(), ..PolicySpec::builtin_default() },
         };
         let spec = merge(base, update);
-        self.write_policy(&spec)?;
+        let mut desired: Vec<PolicySpec> = self.policies.policies().cloned().collect();
+        match desired.iter_mut().find(|p| p.name == spec.name) {
+            Some(p) => *p = spec.clone(),
+            None => desired.push(spec.clone()),
+        }
+        self.install_policies(&desired)?;
+        self.state.policies.retain(|p| p.name != spec.name);
+        self.state.policies.push(spec.clone());
+        self.persist()?;
         tracing::info!(policy = name, ?spec, "policy set");
         Ok(spec)
-    }
-
-    fn write_policy(&mut self, spec: &PolicySpec) -> Result<(), ControlError> {
-        let change = self.policies.plan_set(spec)?;
-        let maps = &mut self.loaded.maps;
-        let map_err =
-            |map, e: aya::maps::MapError| ControlError::Map { map, reason: e.to_string() };
-        // Policy first, then its ports: a port never points at a slot without its policy.
-        maps.policies.set(change.slot, change.policy, 0).map_err(|e| map_err("POLICIES", e))?;
-        for slot in &change.claim {
-            maps.port_policy.set(*slot, change.slot, 0).map_err(|e| map_err("PORT_POLICY", e))?;
-        }
-        for slot in &change.release {
-            maps.port_policy
-                .set(*slot, DEFAULT_POLICY_ID, 0)
-                .map_err(|e| map_err("PORT_POLICY", e))?;
-        }
-        self.policies.apply(change.slot, spec.clone());
-        Ok(())
     }
 
     pub fn policy_list(&self) -> api::Policies {
@@ -208,25 +656,18 @@ impl Shield {
     }
 
     pub fn global(&self) -> Global {
-        let config = self.loaded.maps.config.get(&0, 0).unwrap_or_default();
-        Global { monitor: config.monitor(), drop_malformed: config.drop_malformed() }
+        self.global_settings()
     }
 
     pub fn global_set(&mut self, update: &GlobalUpdate) -> Result<Global, ControlError> {
-        let mut global = self.global();
-        if let Some(m) = update.monitor {
-            global.monitor = m;
+        if update.monitor.is_some() {
+            self.global_override.monitor = update.monitor;
         }
-        if let Some(d) = update.drop_malformed {
-            global.drop_malformed = d;
+        if update.drop_malformed.is_some() {
+            self.global_override.drop_malformed = update.drop_malformed;
         }
-        let flags = if global.monitor { CONFIG_MONITOR } else { 0 }
-            | if global.drop_malformed { CONFIG_DROP_MALFORMED } else { 0 };
-        self.loaded
-            .maps
-            .config
-            .set(0, RuntimeConfig { flags, _reserved: 0 }, 0)
-            .map_err(|e| ControlError::Map { map: "CONFIG", reason: e.to_string() })?;
+        self.write_runtime_config()?;
+        let global = self.global_settings();
         tracing::info!(
             monitor = global.monitor,
             drop_malformed = global.drop_malformed,
@@ -235,8 +676,26 @@ impl Shield {
         Ok(global)
     }
 
+    // ---- reading ----
+
     pub fn stats(&self) -> api::Stats {
         api::Stats { counters: stats::counter_rows(&stats::read_counters(&self.loaded.maps)) }
+    }
+
+    pub fn health(&self) -> Vec<(String, u64)> {
+        Health::ALL
+            .iter()
+            .map(|h| {
+                let n = self
+                    .loaded
+                    .maps
+                    .health
+                    .get(&(*h as u32), 0)
+                    .map(|v| v.iter().sum::<u64>())
+                    .unwrap_or(0);
+                (h.name().to_owned(), n)
+            })
+            .collect()
     }
 
     pub fn status(&mut self) -> api::Status {
@@ -259,11 +718,61 @@ impl Shield {
             pid: std::process::id(),
             program_id,
             pin_dir: self.pin_dir.clone(),
+            config: self.config_path.display().to_string(),
+            state_dir: self.state_dir.display().to_string(),
             interfaces: self.interfaces.clone(),
             global: self.global(),
+            autoban: self.config.file.autoban.enabled,
             policies: self.policies.policies().count(),
             maps: map_fill,
+            health: self.health(),
+            reload: self.reload.clone(),
         }
+    }
+
+    /// Per-source counters now: (source, policy slot, packets, limited, offences).
+    pub fn source_counters(&self) -> Vec<(IpNet, u8, u64, u64, u64)> {
+        self.loaded
+            .maps
+            .buckets
+            .iter()
+            .flatten()
+            .filter_map(|(k, s)| {
+                let net = if k.family == FAMILY_V4 {
+                    let [a, b, c, d, ..] = k.addr;
+                    IpNet::V4(ipnet::Ipv4Net::new([a, b, c, d].into(), k.prefix_len.min(32)).ok()?)
+                } else {
+                    IpNet::V6(ipnet::Ipv6Net::new(k.addr.into(), k.prefix_len.min(128)).ok()?)
+                };
+                Some((net, k.policy, s.packets, s.limited, s.offences))
+            })
+            .collect()
+    }
+
+    pub fn policy_name_of(&self, slot: u8) -> String {
+        self.policy_name(slot as u32)
+    }
+}
+
+fn origin_from_name(name: &str) -> Origin {
+    match name {
+        "auto" => Origin::Auto,
+        "import" => Origin::Import,
+        "config" => Origin::Config,
+        _ => Origin::Manual,
+    }
+}
+
+/// The state record of a map entry.
+fn stored(kind: ListKind, net: IpNet, e: &ListEntry, offences: Option<u64>) -> StoredEntry {
+    StoredEntry {
+        list: kind,
+        net,
+        origin: Origin::from_u32(e.origin).map_or("manual", Origin::name).to_owned(),
+        created_at_unix: e.created_at_unix,
+        expires_at_unix: clock::remaining(e.expires_at_ns)
+            .map(|d| clock::unix_now() + d.as_secs().max(1)),
+        offences,
     }
 }
 

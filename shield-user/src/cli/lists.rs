@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Subcommand;
 
 use super::{
@@ -9,7 +10,7 @@ use super::{
     output::{self, Format, Table},
 };
 use crate::{
-    api::{self, ListAdd, ListDelete, ListEntries},
+    api::{self, Import, ImportResult, ListAdd, ListDelete, ListEntries},
     lists::{ListKind, parse_net},
 };
 
@@ -34,6 +35,27 @@ pub enum BlockCommand {
     },
     /// List blocks in force.
     List,
+    /// Import a blocklist feed (one address or CIDR per line, # and ; comments, e.g. the
+    /// Spamhaus DROP or FireHOL lists). All lines are checked first; any bad line refuses the
+    /// whole file, nothing changes.
+    Import {
+        /// The file, or - for standard input.
+        #[arg(value_name = "FILE|-")]
+        file: String,
+        /// Entries expire after this long (e.g. 24h); default: permanent.
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<Duration>,
+        /// Replace the previous import: its entries not in this file are removed (after the new
+        /// ones are in place, so nothing in both is ever unprotected).
+        #[arg(long)]
+        replace: bool,
+        /// Check and report what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Import even ranges that cover allowlisted addresses.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +91,9 @@ pub fn block(client: &Client, format: Format, cmd: &BlockCommand) -> anyhow::Res
         BlockCommand::Add { nets, ttl, force } => add(client, ListKind::Block, nets, *ttl, *force),
         BlockCommand::Delete { nets } => delete(client, ListKind::Block, nets),
         BlockCommand::List => list(client, format, ListKind::Block),
+        BlockCommand::Import { file, ttl, replace, dry_run, force } => {
+            import(client, format, file, *ttl, *replace, *dry_run, *force)
+        }
     }
 }
 
@@ -133,4 +158,62 @@ fn list(client: &Client, format: Format, kind: ListKind) -> anyhow::Result<()> {
         }
         t
     })
+}
+
+/// Largest bad-line report printed.
+const MAX_REPORTED_LINES: usize = 20;
+
+fn import(
+    client: &Client,
+    format: Format,
+    file: &str,
+    ttl: Option<Duration>,
+    replace: bool,
+    dry_run: bool,
+    force: bool,
+) -> anyhow::Result<()> {
+    let text = if file == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("reading standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
+    };
+    let nets = match crate::import::parse_list(&text) {
+        Ok(nets) => nets,
+        Err(errors) => {
+            for e in errors.iter().take(MAX_REPORTED_LINES) {
+                eprintln!("{file}: {e}");
+            }
+            if errors.len() > MAX_REPORTED_LINES {
+                eprintln!("{file}: ... and {} more bad lines", errors.len() - MAX_REPORTED_LINES);
+            }
+            anyhow::bail!("{file}: {} bad lines; nothing was imported", errors.len());
+        }
+    };
+    let req = Import {
+        nets: nets.iter().map(ToString::to_string).collect(),
+        ttl_secs: ttl.map(|d| d.as_secs()),
+        replace,
+        dry_run,
+        force,
+    };
+    let result: ImportResult = client.send("POST", api::BLOCK_IMPORT, &req)?;
+    match format {
+        Format::Json => output::print(format, &result, |_| Table::new(&[])),
+        Format::Table => {
+            let verb = if result.dry_run { "would import" } else { "imported" };
+            println!(
+                "{verb} {} entries from {file}: {} new, {} already listed, {} removed; the blocklist {} {} entries",
+                nets.len(),
+                result.added,
+                result.updated,
+                result.removed,
+                if result.dry_run { "would hold" } else { "holds" },
+                result.total
+            );
+            Ok(())
+        }
+    }
 }

@@ -2,6 +2,8 @@
 //! client of the agent's control socket. `shield <noun> <verb>`, tables or `-o json`.
 
 mod client;
+mod config;
+mod events;
 mod lists;
 mod output;
 mod policy;
@@ -18,9 +20,10 @@ use crate::{agent::RunArgs, api};
 #[derive(Debug, Parser)]
 #[command(name = "shield", version, about, propagate_version = true)]
 pub struct Cli {
-    /// The agent's control socket.
-    #[arg(long, global = true, env = "SHIELD_SOCKET", default_value = api::DEFAULT_SOCKET, value_name = "PATH")]
-    pub socket: PathBuf,
+    /// The agent's control socket [default: /run/shield/shield.sock, or agent.socket of the
+    /// configuration for `shield run`].
+    #[arg(long, global = true, env = "SHIELD_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     /// Output format of commands that print data.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "table")]
     pub output: output::Format,
@@ -54,6 +57,26 @@ pub enum Command {
     /// Show and change rate policies and global settings.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Check or show a configuration file (no agent needed).
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Reload the agent's configuration file: validated first, nothing applied on error.
+    Reload,
+    /// Show recent events: bans and sampled drops.
+    Events {
+        /// How many, newest last.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show the heaviest sources now (packets/s over a short interval).
+    Top {
+        /// Measuring interval (e.g. 1s, 500ms).
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        /// How many sources.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
     /// Print shell completions.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -63,7 +86,8 @@ pub enum Command {
 
 /// Run a client command (everything but `run`).
 pub fn execute(cli: &Cli) -> anyhow::Result<()> {
-    let client = Client::new(&cli.socket);
+    let socket = cli.socket.clone().unwrap_or_else(|| PathBuf::from(api::DEFAULT_SOCKET));
+    let client = Client::new(&socket);
     let format = cli.output;
     match &cli.command {
         Command::Run(_) => unreachable_run(),
@@ -72,6 +96,10 @@ pub fn execute(cli: &Cli) -> anyhow::Result<()> {
         Command::Block(c) => lists::block(&client, format, c),
         Command::Allow(c) => lists::allow(&client, format, c),
         Command::Policy(c) => policy::run(&client, format, c),
+        Command::Config(c) => config::run(format, c),
+        Command::Reload => status::reload(&client, format),
+        Command::Events { limit } => events::events(&client, format, *limit),
+        Command::Top { interval, limit } => events::top(&client, format, *interval, *limit),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "shield", &mut std::io::stdout());
             Ok(())

@@ -20,6 +20,21 @@ pub fn status(client: &Client, format: Format) -> anyhow::Result<()> {
                 if status.global.drop_malformed { "dropped" } else { "passed" }
             );
             println!("policies:   {}", status.policies);
+            println!("config:     {}", status.config);
+            println!("state:      {}", status.state_dir);
+            println!("auto-ban:   {}", if status.autoban { "on" } else { "off" });
+            if let Some(ok) = status.reload.last_ok {
+                println!(
+                    "reload:     last {} ({} ok, {} failed){}",
+                    if ok { "succeeded" } else { "FAILED" },
+                    status.reload.succeeded,
+                    status.reload.failed,
+                    status.reload.last_error.as_ref().map_or(String::new(), |e| format!(": {e}"))
+                );
+            }
+            let health: Vec<String> =
+                status.health.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            println!("health:     {}", health.join(", "));
             println!();
             let mut t = Table::new(&["interface", "ifindex", "mode"]);
             for i in &status.interfaces {
@@ -57,4 +72,15 @@ pub fn stats(client: &Client, format: Format) -> anyhow::Result<()> {
         }
         t
     })
+}
+
+pub fn reload(client: &Client, format: Format) -> anyhow::Result<()> {
+    let status: Status = client.send("POST", api::RELOAD, &())?;
+    match format {
+        Format::Json => output::print(format, &status, |_| Table::new(&[])),
+        Format::Table => {
+            println!("configuration {} reloaded ({} policies)", status.config, status.policies);
+            Ok(())
+        }
+    }
 }
