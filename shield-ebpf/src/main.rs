@@ -207,6 +207,9 @@ fn count_offence(
         return;
     }
     let offences = fetch_add(&mut state.offences, 1).unwrap_or(0) + 1;
+    // The next offence after this ban starts counting afresh.
+    state.window_start_ns = now;
+    state.window_limited = 0;
     let ban_ns = config.ban_ns(offences);
     let entry = ListEntry {
         expires_at_ns: now.saturating_add(ban_ns),

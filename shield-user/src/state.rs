@@ -3,6 +3,7 @@
 //! of the directory); a file that cannot be read is kept aside and reported, never reset.
 
 use std::{
+    collections::BTreeMap,
     io::Write as _,
     path::{Path, PathBuf},
 };
@@ -49,9 +50,36 @@ pub struct StoredEntry {
 #[serde(deny_unknown_fields)]
 pub struct State {
     pub version: u32,
-    pub entries: Vec<StoredEntry>,
+    /// Keyed by (list, network); written to the file as a list.
+    #[serde(with = "entry_list")]
+    pub entries: BTreeMap<(ListKind, IpNet), StoredEntry>,
     /// Policies set with the CLI; they override the configuration's by name.
     pub policies: Vec<PolicySpec>,
+}
+
+/// The entries as a JSON list (a map keyed by tuples has no JSON form).
+mod entry_list {
+    use std::collections::BTreeMap;
+
+    use ipnet::IpNet;
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    use super::StoredEntry;
+    use crate::lists::ListKind;
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<(ListKind, IpNet), StoredEntry>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.values())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<(ListKind, IpNet), StoredEntry>, D::Error> {
+        let list = Vec::<StoredEntry>::deserialize(d)?;
+        Ok(list.into_iter().map(|e| ((e.list, e.net), e)).collect())
+    }
 }
 
 impl State {
@@ -98,20 +126,17 @@ impl State {
 
     /// Record an entry, replacing one for the same list and network.
     pub fn upsert(&mut self, entry: StoredEntry) {
-        self.remove(entry.list, entry.net);
-        self.entries.push(entry);
+        self.entries.insert((entry.list, entry.net), entry);
     }
 
     pub fn remove(&mut self, list: ListKind, net: IpNet) -> bool {
-        let before = self.entries.len();
-        self.entries.retain(|e| !(e.list == list && e.net == net));
-        self.entries.len() != before
+        self.entries.remove(&(list, net)).is_some()
     }
 
     /// Drop entries expired at `now_unix`; returns how many.
     pub fn remove_expired(&mut self, now_unix: u64) -> usize {
         let before = self.entries.len();
-        self.entries.retain(|e| e.expires_at_unix.is_none_or(|t| t > now_unix));
+        self.entries.retain(|_, e| e.expires_at_unix.is_none_or(|t| t > now_unix));
         before - self.entries.len()
     }
 }

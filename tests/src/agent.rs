@@ -44,6 +44,8 @@ pub struct Agent {
     pub pin_root: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
+    /// Leave pins, configuration and state behind on drop (for a restart with a new agent).
+    keep_on_drop: bool,
 }
 
 impl Agent {
@@ -59,6 +61,19 @@ impl Agent {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("shield.toml"), config).unwrap();
         Self::start_with(lab, &dir.join("shield.sock"), &Self::pin_root_for(lab), extra)
+    }
+
+    /// A handle on an agent that is not running (yet): to spawn one and read its log.
+    pub fn handle(socket: PathBuf, pin_root: PathBuf) -> Agent {
+        let dir = socket.parent().unwrap().to_owned();
+        Agent {
+            dir,
+            log: socket.with_extension("log"),
+            socket,
+            pin_root,
+            child: None,
+            keep_on_drop: false,
+        }
     }
 
     /// The directory of this lab's agent: socket, log, configuration, state.
@@ -81,15 +96,7 @@ impl Agent {
     /// Start an agent with this socket and pin root; its configuration and state live next to
     /// the socket.
     pub fn start_with(lab: &Lab, socket: &Path, pin_root: &Path, extra: &[&str]) -> Agent {
-        let log = socket.with_extension("log");
-        let dir = socket.parent().unwrap().to_owned();
-        let mut agent = Agent {
-            dir,
-            socket: socket.to_owned(),
-            pin_root: pin_root.to_owned(),
-            log: log.clone(),
-            child: None,
-        };
+        let mut agent = Agent::handle(socket.to_owned(), pin_root.to_owned());
         let child = agent.spawn(lab, extra);
         agent.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -173,6 +180,33 @@ impl Agent {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The agent's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Send a signal to the agent.
+    pub fn signal(&self, sig: i32) {
+        if let Some(pid) = self.pid() {
+            // SAFETY: kill with a valid pid of our own child.
+            unsafe { libc::kill(pid as i32, sig) };
+        }
+    }
+
+    /// `kill -9`: the agent gets no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Keep pins, configuration and state when this handle is dropped, so a new agent can
+    /// take over.
+    pub fn keep_on_drop(mut self) {
+        self.keep_on_drop = true;
+    }
+
     /// SIGTERM and wait; returns the exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
@@ -195,6 +229,9 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         self.stop();
+        if self.keep_on_drop {
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.pin_root);
         if self.dir.starts_with(std::env::temp_dir()) {
             let _ = std::fs::remove_dir_all(&self.dir);

@@ -75,7 +75,11 @@ pub fn attach(
                 pin.display()
             )
         })?;
-        let link = pin_taken(xdp, id, &pin)?;
+        // The link is pinned already: keep a handle on the pin, then close the fd the program
+        // took (the pin keeps the link alive throughout).
+        let link = PinnedLink::from_pin(&pin)
+            .with_context(|| format!("reopening the pinned link {}", pin.display()))?;
+        drop(xdp.take_link(id).context("taking ownership of the XDP link")?);
         tracing::info!(interface, "adopted the pinned link; program replaced atomically");
         return Ok(Attachment { interface: interface.to_owned(), ifindex, mode: "adopted", link });
     }

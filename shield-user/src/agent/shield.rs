@@ -339,22 +339,22 @@ impl Shield {
     fn restore_state(&mut self) -> Result<(), ControlError> {
         let now_unix = clock::unix_now();
         self.state.remove_expired(now_unix);
-        for e in self.state.entries.clone() {
+        for e in self.state.entries.values().cloned().collect::<Vec<_>>() {
             let ttl = e.expires_at_unix.map(|t| Duration::from_secs(t.saturating_sub(now_unix)));
             let origin = origin_from_name(&e.origin);
             self.list(e.list).insert_entry(e.net, lists::entry(ttl, origin, e.created_at_unix))?;
         }
         for kind in [ListKind::Allow, ListKind::Block] {
             let known: BTreeSet<IpNet> =
-                self.state.entries.iter().filter(|e| e.list == kind).map(|e| e.net).collect();
+                self.state.entries.keys().filter(|(k, _)| *k == kind).map(|(_, n)| *n).collect();
             let in_map = self.list(kind).entries();
             for (net, entry) in in_map {
                 match Origin::from_u32(entry.origin) {
                     Some(Origin::Config) => {}
-                    Some(Origin::Auto) if !known.contains(&net) => {
-                        if entry.active_at(clock::monotonic_ns()) {
-                            self.state.upsert(stored(kind, net, &entry, None));
-                        }
+                    Some(Origin::Auto)
+                        if !known.contains(&net) && entry.active_at(clock::monotonic_ns()) =>
+                    {
+                        self.state.upsert(stored(kind, net, &entry, None));
                     }
                     _ if !known.contains(&net) => {
                         self.list(kind).remove(net)?;
@@ -460,9 +460,11 @@ impl Shield {
             .into_iter()
             .collect();
         if !req.force {
+            let allowed: Vec<IpNet> =
+                self.list(ListKind::Allow).listed().into_iter().map(|a| a.net).collect();
             for net in &nets {
-                if let Some(allowed) = self.allowlisted_overlap(*net) {
-                    return Err(ControlError::CoversAllowlisted { net: *net, allowed });
+                if let Some(a) = allowed.iter().find(|a| a.contains(net) || net.contains(*a)) {
+                    return Err(ControlError::CoversAllowlisted { net: *net, allowed: *a });
                 }
             }
         }

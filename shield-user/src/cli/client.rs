@@ -28,6 +28,12 @@ impl Client {
         self.request("GET", path, None::<&()>)
     }
 
+    /// A POST without a body (the server reads none, so none is sent: an unread body can make
+    /// the server's close reset the connection before the answer is read).
+    pub fn post<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.request("POST", path, None::<&()>)
+    }
+
     pub fn send<B: Serialize, T: DeserializeOwned>(
         &self,
         method: &str,

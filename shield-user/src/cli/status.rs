@@ -75,7 +75,7 @@ pub fn stats(client: &Client, format: Format) -> anyhow::Result<()> {
 }
 
 pub fn reload(client: &Client, format: Format) -> anyhow::Result<()> {
-    let status: Status = client.send("POST", api::RELOAD, &())?;
+    let status: Status = client.post(api::RELOAD)?;
     match format {
         Format::Json => output::print(format, &status, |_| Table::new(&[])),
         Format::Table => {
