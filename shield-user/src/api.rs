@@ -45,6 +45,9 @@ pub struct ListAdd {
     /// Block even when the range covers allowlisted addresses.
     #[serde(default)]
     pub force: bool,
+    /// Why, for the operators who read the list later.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// `DELETE /v1/lists/{kind}`
@@ -75,6 +78,8 @@ pub struct Import {
     /// Import even ranges that cover allowlisted addresses.
     #[serde(default)]
     pub force: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// What an import did (or, with dry_run, would do).

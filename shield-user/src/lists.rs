@@ -70,6 +70,8 @@ pub struct ListedNet {
     pub expires_in_secs: Option<u64>,
     pub origin: String,
     pub created_at_unix: u64,
+    /// Why the entry exists (from the state file), if anyone said.
+    pub reason: Option<String>,
 }
 
 /// Both tries of one list.
@@ -163,6 +165,7 @@ impl List<'_> {
                 expires_in_secs: clock::remaining(e.expires_at_ns).map(|d| d.as_secs()),
                 origin: Origin::from_u32(e.origin).map_or("unknown", Origin::name).to_owned(),
                 created_at_unix: e.created_at_unix,
+                reason: None,
             })
             .collect()
     }

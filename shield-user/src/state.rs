@@ -44,6 +44,9 @@ pub struct StoredEntry {
     /// For auto-bans: the offence count that set the ban's length.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offences: Option<u64>,
+    /// Why the entry exists, as the operator (or the ban) said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +181,7 @@ mod tests {
             created_at_unix: 1,
             expires_at_unix: None,
             offences: None,
+            reason: Some("test".into()),
         }
     }
 

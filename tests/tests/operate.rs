@@ -161,7 +161,7 @@ fn dynamic_entries_and_policies_survive_a_restart_and_expire() {
     let mut lab = Lab::new(&["198.18.0.10/16", "198.18.0.11/16"]);
     lab.start_http_server(HTTP_PORT);
     let agent = Agent::start(&lab, &[]);
-    agent.ok(&["block", "add", "198.18.0.10"]);
+    agent.ok(&["block", "add", "198.18.0.10", "--reason", "credential stuffing"]);
     agent.ok(&["block", "add", "198.18.0.11", "--ttl", "4s"]);
     agent.ok(&["allow", "add", "2001:db8:1::/64"]);
     agent.ok(&["policy", "set", "api", "--ports", "udp/9000", "--pps", "77"]);
@@ -179,6 +179,16 @@ fn dynamic_entries_and_policies_survive_a_restart_and_expire() {
     let agent = Agent::start_with(&lab, &dir.join("shield.sock"), &Agent::pin_root_for(&lab), &[]);
     let blocks = nets(&agent, "block");
     assert!(blocks.contains(&("198.18.0.10/32".to_owned(), "manual".to_owned())), "{blocks:?}");
+    let listed = agent.json(&["block", "list"]);
+    let entry = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["net"] == "198.18.0.10/32")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["reason"], "credential stuffing");
+    assert!(entry["created_at_unix"].as_u64().unwrap() > 1_700_000_000);
     assert_eq!(nets(&agent, "allow"), vec![("2001:db8:1::/64".to_owned(), "manual".to_owned())]);
     assert!(agent.ok(&["policy", "list"]).contains("77/s"));
     assert!(
@@ -402,6 +412,13 @@ fn repeat_offenders_are_banned_with_escalating_ttls() {
     );
     flood();
     assert_eq!(nets(&agent, "block"), vec![("198.18.0.10/32".to_owned(), "auto".to_owned())]);
+    let listed = agent.json(&["block", "list"]);
+    let ban = &listed["entries"][0];
+    assert!(ban["expires_in_secs"].as_u64().unwrap() <= 2, "{ban}");
+    assert!(
+        ban["created_at_unix"].as_u64().unwrap() > 1_700_000_000,
+        "the kernel did not stamp the ban: {ban}"
+    );
     let bans = |agent: &Agent| -> Vec<serde_json::Value> {
         agent.json(&["events"])["events"]
             .as_array()
@@ -422,11 +439,10 @@ fn repeat_offenders_are_banned_with_escalating_ttls() {
     let got = counter.finish();
     assert_eq!(got.get(&ip("198.18.0.20")).copied().unwrap_or(0), 50);
     // Persisted within a second.
-    assert!(eventually(Duration::from_secs(3), || std::fs::read_to_string(
-        agent.state_dir().join("state.json")
-    )
-    .unwrap()
-    .contains("\"auto\"")));
+    assert!(eventually(Duration::from_secs(3), || {
+        let state = std::fs::read_to_string(agent.state_dir().join("state.json")).unwrap();
+        state.contains("\"auto\"") && state.contains("auto-ban: rate_limited_packets (offence 1)")
+    }));
 
     // After the ban expires, offending again doubles the ban.
     assert!(

@@ -62,6 +62,8 @@ pub enum ControlError {
     ImportTooLarge { family: &'static str, needed: usize, capacity: u32 },
     #[error("writing map {map} failed: {reason}")]
     Map { map: &'static str, reason: String },
+    #[error("the reason must be printable text of at most {max} characters")]
+    BadReason { max: usize },
 }
 
 impl ControlError {
@@ -77,7 +79,10 @@ impl ControlError {
             ControlError::List(ListError::Kernel { .. })
             | ControlError::Map { .. }
             | ControlError::State(_) => 500,
-            ControlError::List(_) | ControlError::Policy(_) | ControlError::Config(_) => 400,
+            ControlError::List(_)
+            | ControlError::Policy(_)
+            | ControlError::Config(_)
+            | ControlError::BadReason { .. } => 400,
         }
     }
 }
@@ -398,6 +403,7 @@ impl Shield {
     /// allowlisted addresses is refused unless forced.
     pub fn list_add(&mut self, kind: ListKind, req: &api::ListAdd) -> Result<IpNet, ControlError> {
         let net = parse_net(&req.net)?;
+        let reason = check_reason(req.reason.as_deref())?;
         if kind == ListKind::Block
             && !req.force
             && let Some(allowed) = self.allowlisted_overlap(net)
@@ -412,7 +418,7 @@ impl Shield {
             return Err(ControlError::Management { net });
         }
         self.list(kind).insert_entry(net, entry)?;
-        self.state.upsert(stored(kind, net, &entry, None));
+        self.state.upsert(StoredEntry { reason, ..stored(kind, net, &entry, None) });
         if let Err(e) = self.persist() {
             // Not durable, so not done: undo the map write.
             self.state.remove(kind, net);
@@ -445,13 +451,18 @@ impl Shield {
     }
 
     pub fn list_entries(&mut self, kind: ListKind) -> api::ListEntries {
-        api::ListEntries { kind, entries: self.list(kind).listed() }
+        let mut entries = self.list(kind).listed();
+        for e in &mut entries {
+            e.reason = self.state.entries.get(&(kind, e.net)).and_then(|s| s.reason.clone());
+        }
+        api::ListEntries { kind, entries }
     }
 
     /// Import a blocklist: everything is checked first (addresses, lockout, capacity); then
     /// all entries are written, and only then, with `replace`, the previous import's entries
     /// that are not in this one are removed. The state file is written before returning.
     pub fn import(&mut self, req: &api::Import) -> Result<ImportResult, ControlError> {
+        let reason = check_reason(req.reason.as_deref())?;
         let nets: Vec<IpNet> = req
             .nets
             .iter()
@@ -514,7 +525,8 @@ impl Shield {
             }
         }
         for net in &nets {
-            self.state.upsert(stored(ListKind::Block, *net, &entry, None));
+            let record = stored(ListKind::Block, *net, &entry, None);
+            self.state.upsert(StoredEntry { reason: reason.clone(), ..record });
         }
         if req.replace {
             for net in &previous_import {
@@ -570,6 +582,11 @@ impl Shield {
                         created_at_unix: record.time_unix,
                         expires_at_unix: Some(expires),
                         offences: record.offences,
+                        reason: Some(format!(
+                            "auto-ban: {} (offence {})",
+                            record.reason,
+                            record.offences.unwrap_or(1)
+                        )),
                     });
                     self.state_dirty = true;
                 }
@@ -756,6 +773,20 @@ impl Shield {
     }
 }
 
+/// Longest reason text kept.
+const MAX_REASON_LEN: usize = 200;
+
+/// A reason as given, checked: printable, at most 200 characters.
+fn check_reason(reason: Option<&str>) -> Result<Option<String>, ControlError> {
+    let Some(r) = reason.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    if r.chars().count() > MAX_REASON_LEN || r.chars().any(char::is_control) {
+        return Err(ControlError::BadReason { max: MAX_REASON_LEN });
+    }
+    Ok(Some(r.to_owned()))
+}
+
 fn origin_from_name(name: &str) -> Origin {
     match name {
         "auto" => Origin::Auto,
@@ -775,6 +806,7 @@ fn stored(kind: ListKind, net: IpNet, e: &ListEntry, offences: Option<u64>) -> S
         expires_at_unix: clock::remaining(e.expires_at_ns)
             .map(|d| clock::unix_now() + d.as_secs().max(1)),
         offences,
+        reason: None,
     }
 }
 

@@ -27,6 +27,9 @@ pub enum BlockCommand {
         /// Block even a range that covers allowlisted addresses.
         #[arg(long)]
         force: bool,
+        /// Why (kept in the state file, shown by `list`).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Delete blocks (exact address or CIDR as added).
     Delete {
@@ -55,6 +58,9 @@ pub enum BlockCommand {
         /// Import even ranges that cover allowlisted addresses.
         #[arg(long)]
         force: bool,
+        /// Why (kept with every imported entry), e.g. the feed's name.
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -67,6 +73,9 @@ pub enum AllowCommand {
         /// Remove the entry after this long (e.g. 30s, 10m, 1h30m); default: permanent.
         #[arg(long, value_parser = parse_ttl)]
         ttl: Option<Duration>,
+        /// Why (kept in the state file, shown by `list`).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Delete allowlist entries (exact address or CIDR as added).
     Delete {
@@ -88,18 +97,30 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
 
 pub fn block(client: &Client, format: Format, cmd: &BlockCommand) -> anyhow::Result<()> {
     match cmd {
-        BlockCommand::Add { nets, ttl, force } => add(client, ListKind::Block, nets, *ttl, *force),
+        BlockCommand::Add { nets, ttl, force, reason } => {
+            add(client, ListKind::Block, nets, *ttl, *force, reason.clone())
+        }
         BlockCommand::Delete { nets } => delete(client, ListKind::Block, nets),
         BlockCommand::List => list(client, format, ListKind::Block),
-        BlockCommand::Import { file, ttl, replace, dry_run, force } => {
-            import(client, format, file, *ttl, *replace, *dry_run, *force)
+        BlockCommand::Import { file, ttl, replace, dry_run, force, reason } => {
+            let options = Import {
+                nets: Vec::new(),
+                ttl_secs: ttl.map(|d| d.as_secs()),
+                replace: *replace,
+                dry_run: *dry_run,
+                force: *force,
+                reason: reason.clone(),
+            };
+            import(client, format, file, options)
         }
     }
 }
 
 pub fn allow(client: &Client, format: Format, cmd: &AllowCommand) -> anyhow::Result<()> {
     match cmd {
-        AllowCommand::Add { nets, ttl } => add(client, ListKind::Allow, nets, *ttl, false),
+        AllowCommand::Add { nets, ttl, reason } => {
+            add(client, ListKind::Allow, nets, *ttl, false, reason.clone())
+        }
         AllowCommand::Delete { nets } => delete(client, ListKind::Allow, nets),
         AllowCommand::List => list(client, format, ListKind::Allow),
     }
@@ -119,10 +140,16 @@ fn add(
     nets: &[String],
     ttl: Option<Duration>,
     force: bool,
+    reason: Option<String>,
 ) -> anyhow::Result<()> {
     validate(nets)?;
     for net in nets {
-        let req = ListAdd { net: net.clone(), ttl_secs: ttl.map(|d| d.as_secs()), force };
+        let req = ListAdd {
+            net: net.clone(),
+            ttl_secs: ttl.map(|d| d.as_secs()),
+            force,
+            reason: reason.clone(),
+        };
         let added: ipnet::IpNet = client.send("POST", api::list_path(kind), &req)?;
         let until =
             ttl.map_or(String::new(), |d| format!(" for {}", output::duration(d.as_secs())));
@@ -144,7 +171,7 @@ fn delete(client: &Client, kind: ListKind, nets: &[String]) -> anyhow::Result<()
 fn list(client: &Client, format: Format, kind: ListKind) -> anyhow::Result<()> {
     let entries: ListEntries = client.get(api::list_path(kind))?;
     output::print(format, &entries, |e| {
-        let mut t = Table::new(&["net", "expires in", "origin", "created"]);
+        let mut t = Table::new(&["net", "expires in", "origin", "created", "reason"]);
         for n in &e.entries {
             t.row(vec![
                 n.net.to_string(),
@@ -154,6 +181,7 @@ fn list(client: &Client, format: Format, kind: ListKind) -> anyhow::Result<()> {
                     std::time::UNIX_EPOCH + Duration::from_secs(n.created_at_unix),
                 )
                 .to_string(),
+                n.reason.clone().unwrap_or_default(),
             ]);
         }
         t
@@ -163,15 +191,7 @@ fn list(client: &Client, format: Format, kind: ListKind) -> anyhow::Result<()> {
 /// Largest bad-line report printed.
 const MAX_REPORTED_LINES: usize = 20;
 
-fn import(
-    client: &Client,
-    format: Format,
-    file: &str,
-    ttl: Option<Duration>,
-    replace: bool,
-    dry_run: bool,
-    force: bool,
-) -> anyhow::Result<()> {
+fn import(client: &Client, format: Format, file: &str, options: Import) -> anyhow::Result<()> {
     let text = if file == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
@@ -192,13 +212,7 @@ fn import(
             anyhow::bail!("{file}: {} bad lines; nothing was imported", errors.len());
         }
     };
-    let req = Import {
-        nets: nets.iter().map(ToString::to_string).collect(),
-        ttl_secs: ttl.map(|d| d.as_secs()),
-        replace,
-        dry_run,
-        force,
-    };
+    let req = Import { nets: nets.iter().map(ToString::to_string).collect(), ..options };
     let result: ImportResult = client.send("POST", api::BLOCK_IMPORT, &req)?;
     match format {
         Format::Json => output::print(format, &result, |_| Table::new(&[])),
