@@ -96,13 +96,40 @@ impl Action {
     }
 }
 
-/// Number of slots in the `COUNTERS` map: one per (reason, action).
-pub const COUNTER_SLOTS: u32 = (Reason::COUNT * Action::COUNT) as u32;
+/// Interfaces one agent can attach to; each gets its own program instance whose
+/// `IFACE_SLOT` constant (set at load time) labels its counters.
+pub const MAX_INTERFACES: u32 = 8;
+/// Policy labels: one per policy slot, and one for frames that never reached a policy
+/// (exempt, malformed, allowlisted, blocklisted).
+pub const POLICY_LABELS: u32 = crate::policy::MAX_POLICIES + 1;
+/// The policy label of frames that never reached a policy.
+pub const POLICY_NONE: u32 = crate::policy::MAX_POLICIES;
 
-/// Slot of (reason, action) in the `COUNTERS` map.
+const REASONS: u32 = Reason::COUNT as u32;
+const ACTIONS: u32 = Action::COUNT as u32;
+
+/// Number of slots in the `COUNTERS` map: one per (interface, policy label, reason, action).
+pub const COUNTER_SLOTS: u32 = MAX_INTERFACES * POLICY_LABELS * REASONS * ACTIONS;
+
+/// Slot of (interface, policy label, reason, action) in the `COUNTERS` map. Out-of-range
+/// interface or policy values are folded into range, so the slot is always valid.
 #[inline(always)]
-pub const fn counter_slot(reason: Reason, action: Action) -> u32 {
-    reason as u32 * Action::COUNT as u32 + action as u32
+pub const fn counter_slot(iface: u32, policy: u32, reason: Reason, action: Action) -> u32 {
+    let iface = if iface < MAX_INTERFACES { iface } else { MAX_INTERFACES - 1 };
+    let policy = if policy < POLICY_LABELS { policy } else { POLICY_NONE };
+    ((iface * POLICY_LABELS + policy) * REASONS + reason as u32) * ACTIONS + action as u32
+}
+
+/// The labels of a slot: (interface, policy label, reason, action).
+pub fn slot_labels(slot: u32) -> Option<(u32, u32, Reason, Action)> {
+    if slot >= COUNTER_SLOTS {
+        return None;
+    }
+    let action = Action::ALL[(slot % ACTIONS) as usize];
+    let rest = slot / ACTIONS;
+    let reason = Reason::ALL[(rest % REASONS) as usize];
+    let rest = rest / REASONS;
+    Some((rest / POLICY_LABELS, rest % POLICY_LABELS, reason, action))
 }
 
 /// One counter slot: frames and their bytes (whole frame, Ethernet header included).
@@ -119,16 +146,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_are_dense_and_unique() {
+    fn slots_are_dense_unique_and_invertible() {
         let mut seen = std::collections::HashSet::new();
-        for r in Reason::ALL {
-            for a in Action::ALL {
-                let slot = counter_slot(r, a);
-                assert!(slot < COUNTER_SLOTS);
-                assert!(seen.insert(slot));
+        for i in 0..MAX_INTERFACES {
+            for p in 0..POLICY_LABELS {
+                for r in Reason::ALL {
+                    for a in Action::ALL {
+                        let slot = counter_slot(i, p, r, a);
+                        assert!(slot < COUNTER_SLOTS);
+                        assert!(seen.insert(slot));
+                        assert_eq!(slot_labels(slot), Some((i, p, r, a)));
+                    }
+                }
             }
         }
         assert_eq!(seen.len(), COUNTER_SLOTS as usize);
+        assert_eq!(slot_labels(COUNTER_SLOTS), None);
+    }
+
+    #[test]
+    fn out_of_range_labels_fold_into_range() {
+        assert_eq!(
+            counter_slot(99, 99, Reason::Passed, Action::Pass),
+            counter_slot(MAX_INTERFACES - 1, POLICY_NONE, Reason::Passed, Action::Pass)
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use aya_ebpf::{
 };
 use shield_common::{
     config::RuntimeConfig,
-    counters::{Action, Counter, Reason, counter_slot},
+    counters::{Action, Counter, POLICY_NONE, Reason, counter_slot},
     events::{Event, EventKind, Health},
     gcra::{Limit, conform},
     lists::{ListEntry, Origin},
@@ -36,12 +36,20 @@ use crate::{frame::XdpFrame, maps::*};
 /// Compare-and-swap attempts on a contended bucket before the frame is counted as conforming.
 const CAS_ATTEMPTS: u32 = 4;
 
+/// The interface label of this program instance's counters. The agent loads one instance per
+/// interface and sets this at load time (`EbpfLoader::override_global`), so labelling costs
+/// nothing per packet.
+#[unsafe(no_mangle)]
+static IFACE_SLOT: u32 = 0;
+
 /// What the program decided for one frame.
 struct Decision {
     reason: Reason,
     action: Action,
     /// The parsed IP facts, when the frame was IP.
     info: Option<IpInfo>,
+    /// The policy slot the frame was charged to, or POLICY_NONE.
+    policy: u32,
     now: u64,
 }
 
@@ -56,7 +64,9 @@ pub fn shield(ctx: XdpContext) -> u32 {
     if d.action == Action::Drop && config.monitor() {
         d.action = Action::WouldDrop;
     }
-    count(d.reason, d.action, frame.len_u64());
+    // SAFETY: a plain read of a load-time constant.
+    let iface = unsafe { core::ptr::read_volatile(&IFACE_SLOT) };
+    count(counter_slot(iface, d.policy, d.reason, d.action), frame.len_u64());
     match d.action {
         Action::Drop => {
             sample_drop(&d, config);
@@ -72,17 +82,30 @@ pub fn shield(ctx: XdpContext) -> u32 {
 fn decide(frame: &XdpFrame, config: &RuntimeConfig) -> Decision {
     let info = match parse(frame) {
         Ok(Parsed::Exempt) => {
-            return Decision { reason: Reason::Exempt, action: Action::Pass, info: None, now: 0 };
+            return Decision {
+                reason: Reason::Exempt,
+                action: Action::Pass,
+                info: None,
+                policy: POLICY_NONE,
+                now: 0,
+            };
         }
         Ok(Parsed::Ip(info)) => info,
         Err(malformed) => {
             let action = if config.drop_malformed() { Action::Drop } else { Action::Pass };
-            return Decision { reason: malformed.reason(), action, info: None, now: 0 };
+            return Decision {
+                reason: malformed.reason(),
+                action,
+                info: None,
+                policy: POLICY_NONE,
+                now: 0,
+            };
         }
     };
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let verdict = |reason, action| Decision { reason, action, info: Some(info), now };
+    let verdict =
+        |reason, action| Decision { reason, action, info: Some(info), policy: POLICY_NONE, now };
     if listed(&info, &ALLOW_V4, &ALLOW_V6, now) {
         return verdict(Reason::Allowlisted, Action::Pass);
     }
@@ -92,11 +115,13 @@ fn decide(frame: &XdpFrame, config: &RuntimeConfig) -> Decision {
     let Some((policy_id, policy)) = select_policy(&info) else {
         return verdict(Reason::Passed, Action::Pass);
     };
-    match charge_source(&info, policy_id, policy, frame.len_u64(), now, config) {
-        None => verdict(Reason::Passed, Action::Pass),
-        Some(reason) if policy.monitor() => verdict(reason, Action::WouldDrop),
-        Some(reason) => verdict(reason, Action::Drop),
-    }
+    let (reason, action) =
+        match charge_source(&info, policy_id, policy, frame.len_u64(), now, config) {
+            None => (Reason::Passed, Action::Pass),
+            Some(reason) if policy.monitor() => (reason, Action::WouldDrop),
+            Some(reason) => (reason, Action::Drop),
+        };
+    Decision { reason, action, info: Some(info), policy: policy_id, now }
 }
 
 /// Whether the source is covered by an entry of the list that is in force at `now`.
@@ -361,8 +386,8 @@ fn fetch_add(counter: &mut u64, value: u64) -> Option<u64> {
 }
 
 #[inline(always)]
-fn count(reason: Reason, action: Action, len: u64) {
-    if let Some(counter) = COUNTERS.get_ptr_mut(counter_slot(reason, action)) {
+fn count(slot: u32, len: u64) {
+    if let Some(counter) = COUNTERS.get_ptr_mut(slot) {
         // SAFETY: per-CPU value of this CPU; nothing else writes it while the program runs here.
         let counter: &mut Counter = unsafe { &mut *counter };
         counter.packets += 1;

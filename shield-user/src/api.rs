@@ -137,6 +137,8 @@ pub struct InterfaceStatus {
     pub ifindex: u32,
     /// native, generic, or adopted (a link pinned by an earlier agent, mode unchanged).
     pub mode: String,
+    /// The interface's program instance (and counter label).
+    pub slot: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -40,6 +40,7 @@ pub struct Config {
     pub lists: ListsSection,
     pub autoban: AutobanSection,
     pub events: EventsSection,
+    pub metrics: MetricsSection,
     /// Rate policies by name; `default` applies to every port not claimed by another.
     pub policies: BTreeMap<String, PolicySection>,
 }
@@ -141,6 +142,22 @@ impl Default for EventsSection {
         EventsSection { drop_samples_per_sec: 10, keep: 1000 }
     }
 }
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address of the Prometheus listener (`/metrics`, and a landing page at `/`); loopback by
+    /// default; an empty string switches it off.
+    pub listen: String,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection { listen: DEFAULT_METRICS_LISTEN.into() }
+    }
+}
+
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9477";
 
 /// One policy as written; missing keys take the built-in default policy's values.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -268,6 +285,15 @@ impl Config {
                 "events.keep".into(),
                 self.events.keep.to_string(),
                 "use 0..=1000000".into(),
+            ));
+        }
+        if !self.metrics.listen.is_empty()
+            && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(invalid(
+                "metrics.listen".into(),
+                format!("{:?}", self.metrics.listen),
+                "use ADDRESS:PORT, e.g. 127.0.0.1:9477, or \"\" to switch metrics off".into(),
             ));
         }
         if self.agent.socket.is_empty()
@@ -409,6 +435,13 @@ mod tests {
         assert!(e.contains("maybe"), "{e}");
         let e = err("[agent]\nmode = \"turbo\"\n");
         assert!(e.contains("turbo"), "{e}");
+    }
+
+    #[test]
+    fn metrics_listen_must_be_an_address() {
+        assert!(err("[metrics]\nlisten = \"localhost\"\n").contains("metrics.listen"));
+        assert_eq!(check("[metrics]\nlisten = \"\"\n").unwrap().file.metrics.listen, "");
+        assert_eq!(check("").unwrap().file.metrics.listen, "127.0.0.1:9477");
     }
 
     #[test]

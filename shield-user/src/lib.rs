@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod import;
 pub mod lists;
+pub mod metrics;
 pub mod policies;
 pub mod program;
 pub mod state;

@@ -10,13 +10,16 @@ use aya::{
 };
 use shield_common::{
     config::RuntimeConfig,
-    counters::Counter,
+    counters::{Counter, MAX_INTERFACES},
     lists::ListEntry,
     maps::{self, LAYOUT_VERSION},
     policy::Policy,
     source::{SourceKey, SourceState},
 };
 use thiserror::Error;
+
+/// The program's load-time constant naming its interface slot.
+const IFACE_SLOT: &str = "IFACE_SLOT";
 
 /// The compiled XDP program, built by build.rs.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shield"));
@@ -52,6 +55,8 @@ pub enum ProgramError {
     },
     #[error("the program object has no program {0}")]
     MissingProgram(&'static str),
+    #[error("shield protects at most {max} interfaces per agent")]
+    TooManyInterfaces { max: u32 },
     #[error("loading the XDP program into the kernel failed: {0}")]
     Verify(#[source] Box<aya::programs::ProgramError>),
 }
@@ -141,10 +146,12 @@ pub struct Maps {
     pub events: Option<RingBuf<MapData>>,
 }
 
-/// The loaded program with its maps.
+/// The loaded program with its maps: one program instance per interface (instance `i`
+/// labels its counters with interface slot `i`), all sharing the pinned maps.
 pub struct Loaded {
-    pub ebpf: Ebpf,
+    pub instances: Vec<Ebpf>,
     pub maps: Maps,
+    pin_dir: PathBuf,
 }
 
 impl Loaded {
@@ -152,10 +159,7 @@ impl Loaded {
     /// there), and load the XDP program into the kernel (verifier included).
     pub fn load(pin_dir: &Path) -> Result<Loaded, ProgramError> {
         check_pinned_layout(pin_dir)?;
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(pin_dir)
-            .load(OBJECT)
-            .map_err(|e| ProgramError::Load { pin_dir: pin_dir.to_owned(), source: Box::new(e) })?;
+        let mut ebpf = load_instance(pin_dir, 0)?;
         let maps = Maps {
             allow_v4: take(&mut ebpf, maps::ALLOW_V4)?,
             allow_v6: take(&mut ebpf, maps::ALLOW_V6)?,
@@ -169,17 +173,45 @@ impl Loaded {
             health: take(&mut ebpf, maps::HEALTH)?,
             events: Some(take(&mut ebpf, maps::EVENTS)?),
         };
-        let mut loaded = Loaded { ebpf, maps };
-        loaded.xdp()?.load().map_err(|e| ProgramError::Verify(Box::new(e)))?;
-        Ok(loaded)
+        xdp_of(&mut ebpf)?.load().map_err(|e| ProgramError::Verify(Box::new(e)))?;
+        Ok(Loaded { instances: vec![ebpf], maps, pin_dir: pin_dir.to_owned() })
     }
 
-    pub fn xdp(&mut self) -> Result<&mut Xdp, ProgramError> {
-        self.ebpf
-            .program_mut(maps::PROGRAM)
-            .and_then(|p| p.try_into().ok())
-            .ok_or(ProgramError::MissingProgram(maps::PROGRAM))
+    /// Load one more program instance (for one more interface) over the same pinned maps;
+    /// returns its interface slot.
+    pub fn add_instance(&mut self) -> Result<u32, ProgramError> {
+        let slot = self.instances.len() as u32;
+        if slot >= MAX_INTERFACES {
+            return Err(ProgramError::TooManyInterfaces { max: MAX_INTERFACES });
+        }
+        let mut ebpf = load_instance(&self.pin_dir, slot)?;
+        xdp_of(&mut ebpf)?.load().map_err(|e| ProgramError::Verify(Box::new(e)))?;
+        self.instances.push(ebpf);
+        Ok(slot)
     }
+
+    /// The program instance of interface slot `slot`.
+    pub fn xdp(&mut self, slot: u32) -> Result<&mut Xdp, ProgramError> {
+        let ebpf = self
+            .instances
+            .get_mut(slot as usize)
+            .ok_or(ProgramError::MissingProgram(maps::PROGRAM))?;
+        xdp_of(ebpf)
+    }
+}
+
+fn load_instance(pin_dir: &Path, iface_slot: u32) -> Result<Ebpf, ProgramError> {
+    EbpfLoader::new()
+        .default_map_pin_directory(pin_dir)
+        .override_global(IFACE_SLOT, &iface_slot, true)
+        .load(OBJECT)
+        .map_err(|e| ProgramError::Load { pin_dir: pin_dir.to_owned(), source: Box::new(e) })
+}
+
+fn xdp_of(ebpf: &mut Ebpf) -> Result<&mut Xdp, ProgramError> {
+    ebpf.program_mut(maps::PROGRAM)
+        .and_then(|p| p.try_into().ok())
+        .ok_or(ProgramError::MissingProgram(maps::PROGRAM))
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, ProgramError>

@@ -9,7 +9,7 @@ use std::{
 };
 
 use aya::maps::{MapData, PerCpuArray};
-use shield_common::counters::{Action, Counter, Reason, counter_slot};
+use shield_common::counters::{Action, Counter, POLICY_LABELS, Reason, counter_slot};
 
 use crate::lab::Lab;
 
@@ -173,7 +173,15 @@ impl Agent {
         let data = MapData::from_pin(&path).unwrap();
         let counters: PerCpuArray<MapData, Counter> =
             PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data)).unwrap();
-        counters.get(&counter_slot(reason, action), 0).unwrap().iter().map(|c| c.packets).collect()
+        let mut per_cpu: Vec<u64> = Vec::new();
+        for policy in 0..POLICY_LABELS {
+            let values = counters.get(&counter_slot(0, policy, reason, action), 0).unwrap();
+            per_cpu.resize(values.len(), 0);
+            for (total, c) in per_cpu.iter_mut().zip(values.iter()) {
+                *total += c.packets;
+            }
+        }
+        per_cpu
     }
 
     pub fn log_text(&self) -> String {

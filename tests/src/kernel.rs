@@ -10,7 +10,7 @@ use std::{
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
 use shield_common::{
     config::RuntimeConfig,
-    counters::{Action, COUNTER_SLOTS, Counter, Reason, counter_slot},
+    counters::{Action, Counter, Reason},
     lists::Origin,
     maps::{ALLOW_V4_CAPACITY, ALLOW_V6_CAPACITY, BLOCK_V4_CAPACITY, BLOCK_V6_CAPACITY},
     policy::Policy,
@@ -19,7 +19,7 @@ use shield_user::{
     agent::bpffs,
     lists::{List, ListKind, parse_net},
     program::Loaded,
-    stats::read_counters,
+    stats::{by_reason, read_counters, reason_index},
 };
 
 pub const XDP_DROP: u32 = 1;
@@ -63,8 +63,11 @@ impl Kernel {
     /// Run one frame `repeat` times; returns the last verdict and the kernel's average per
     /// run. Takes `&self` so threads on several CPUs can run the program at once.
     pub fn run_shared(&self, frame: &[u8], repeat: u32) -> (u32, Duration) {
-        let xdp: &Xdp =
-            self.loaded.ebpf.program(shield_common::maps::PROGRAM).unwrap().try_into().unwrap();
+        let xdp: &Xdp = self.loaded.instances[0]
+            .program(shield_common::maps::PROGRAM)
+            .unwrap()
+            .try_into()
+            .unwrap();
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(frame);
         opts.repeat = repeat;
@@ -72,13 +75,13 @@ impl Kernel {
         (result.return_value, result.duration)
     }
 
-    /// All counters, summed over CPUs.
+    /// All counters, summed over CPUs, interfaces and policies, by `reason_index`.
     pub fn counters(&self) -> Vec<Counter> {
-        read_counters(&self.loaded.maps)
+        by_reason(&read_counters(&self.loaded.maps))
     }
 
     pub fn counter(&self, reason: Reason, action: Action) -> Counter {
-        self.counters()[counter_slot(reason, action) as usize]
+        self.counters()[reason_index(reason, action)]
     }
 
     /// Counters that differ between two snapshots, as (reason, action, delta packets).
@@ -86,14 +89,13 @@ impl Kernel {
         let mut out = Vec::new();
         for reason in Reason::ALL {
             for action in Action::ALL {
-                let slot = counter_slot(reason, action) as usize;
+                let slot = reason_index(reason, action);
                 let d = after[slot].packets - before[slot].packets;
                 if d != 0 {
                     out.push((reason, action, d));
                 }
             }
         }
-        assert_eq!(before.len(), COUNTER_SLOTS as usize);
         out
     }
 

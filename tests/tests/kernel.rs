@@ -31,7 +31,7 @@ fn expect_verdict(k: &mut Kernel, frame: &[u8], verdict: u32, reason: Reason, ac
     assert_eq!(k.run(frame), verdict, "verdict for {reason:?}/{action:?}");
     let after = k.counters();
     assert_eq!(Kernel::changed(&before, &after), vec![(reason, action, 1)]);
-    let slot = shield_common::counters::counter_slot(reason, action) as usize;
+    let slot = shield_user::stats::reason_index(reason, action);
     assert_eq!(after[slot].bytes - before[slot].bytes, frame.len() as u64, "bytes counted");
 }
 
@@ -448,4 +448,41 @@ fn limit_holds_across_cpus() {
     // And the limit is not starved either: the source gets its rate (the window is measured
     // from outside the kernel runs, so allow slack for thread start-up).
     assert!(passed as f64 >= allowed * 0.5, "passed {passed} is far below the rate ({allowed:.0})");
+}
+
+/// Counters carry the policy a frame was charged to (or none) and the interface slot of the
+/// program instance that saw it.
+#[test]
+fn counters_are_labelled_by_interface_and_policy() {
+    use shield_common::counters::{POLICY_NONE, counter_slot};
+    use shield_user::stats::read_counters;
+    let mut k = Kernel::load();
+    install(&mut k, 3, &policy("api", (100, 100), (0, 0), (0, 0)), &[(IPPROTO_TCP, 443)]);
+    k.add(ListKind::Block, "198.18.9.9", None);
+    k.run(&ipv4_tcp(v4(1, 1), 443, TCP_ACK));
+    k.run(&ipv4_tcp(v4(1, 1), 80, TCP_ACK));
+    k.run(&ipv4_tcp(v4(9, 9), 443, TCP_ACK));
+    let slots = read_counters(&k.loaded.maps);
+    let at = |iface, policy, reason, action| {
+        slots[counter_slot(iface, policy, reason, action) as usize].packets
+    };
+    assert_eq!(at(0, 3, Reason::Passed, Action::Pass), 1);
+    assert_eq!(at(0, 0, Reason::Passed, Action::Pass), 1);
+    assert_eq!(at(0, POLICY_NONE, Reason::Blocklisted, Action::Drop), 1);
+    // A second instance over the same maps counts under interface slot 1.
+    let slot = k.loaded.add_instance().unwrap();
+    assert_eq!(slot, 1);
+    let xdp: &aya::programs::Xdp =
+        k.loaded.instances[1].program(shield_common::maps::PROGRAM).unwrap().try_into().unwrap();
+    let mut opts = aya::programs::TestRunOptions::new();
+    let frame = ipv4_tcp(v4(9, 9), 443, TCP_ACK);
+    opts.data_in = Some(&frame);
+    use aya::programs::TestRun as _;
+    assert_eq!(xdp.test_run(opts).unwrap().return_value, XDP_DROP);
+    let slots = read_counters(&k.loaded.maps);
+    assert_eq!(
+        slots[counter_slot(1, POLICY_NONE, Reason::Blocklisted, Action::Drop) as usize].packets,
+        1
+    );
+    assert_eq!(slots.iter().map(|c| c.packets).sum::<u64>(), 4, "some other counter moved");
 }

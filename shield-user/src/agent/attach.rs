@@ -138,3 +138,58 @@ impl Attachment {
         tracing::info!(interface = %self.interface, "left attached (pinned) for the next agent");
     }
 }
+
+/// Whether the pinned link at `pin` still holds its interface: a link detached behind the
+/// agent's back (`bpftool link detach`) reports ifindex 0. `None` when the pin cannot be read.
+pub fn link_attached(pin: &Path) -> Option<bool> {
+    const BPF_OBJ_GET: libc::c_long = 7;
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    #[repr(C)]
+    struct ObjGet {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        path_fd: i32,
+        _pad: u32,
+    }
+    #[repr(C)]
+    struct InfoByFd {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    // struct bpf_link_info: type, id, prog_id, then a union whose xdp member starts with
+    // ifindex (8-byte aligned, offset 16). 64 bytes covers every member used here.
+    let mut info = [0u8; 64];
+    let path = CString::new(pin.as_os_str().as_encoded_bytes()).ok()?;
+    let mut get =
+        ObjGet { pathname: path.as_ptr() as u64, bpf_fd: 0, file_flags: 0, path_fd: 0, _pad: 0 };
+    // SAFETY: BPF_OBJ_GET reads the attribute struct (valid, sized as passed) and the
+    // NUL-terminated path it points to, which outlives the call.
+    let fd = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_OBJ_GET, &mut get as *mut ObjGet, size_of::<ObjGet>())
+    };
+    if fd < 0 {
+        return None;
+    }
+    let fd = fd as i32;
+    let mut attr =
+        InfoByFd { bpf_fd: fd as u32, info_len: info.len() as u32, info: info.as_mut_ptr() as u64 };
+    // SAFETY: the kernel writes at most `info_len` bytes into `info`, which is that large;
+    // `attr` is valid and sized as passed.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            &mut attr as *mut InfoByFd,
+            size_of::<InfoByFd>(),
+        )
+    };
+    // SAFETY: `fd` was returned to us by BPF_OBJ_GET and is closed once.
+    unsafe { libc::close(fd) };
+    if rc != 0 {
+        return None;
+    }
+    let ifindex = u32::from_ne_bytes([info[16], info[17], info[18], info[19]]);
+    Some(ifindex != 0)
+}

@@ -53,6 +53,9 @@ pub struct RunArgs {
     /// Start in monitor mode: nothing is dropped, would-be drops are counted.
     #[arg(long)]
     pub monitor: bool,
+    /// Metrics listener address ("" switches metrics off) [default: 127.0.0.1:9477].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Run the agent until SIGINT or SIGTERM. `socket`: the global `--socket`, if given.
@@ -76,6 +79,16 @@ pub async fn run(args: RunArgs, socket: Option<PathBuf>) -> anyhow::Result<()> {
     let state_dir = args.state_dir.clone().unwrap_or_else(|| PathBuf::from(&agent.state_dir));
     let mode = args.mode.unwrap_or(agent.mode);
     let keep_attached = args.keep_attached || agent.keep_attached;
+    let metrics_listen =
+        args.metrics_listen.clone().unwrap_or_else(|| checked.file.metrics.listen.clone());
+    let metrics_addr: Option<std::net::SocketAddr> =
+        if metrics_listen.is_empty() {
+            None
+        } else {
+            Some(metrics_listen.parse().with_context(|| {
+                format!("--metrics-listen {metrics_listen:?}: use ADDRESS:PORT")
+            })?)
+        };
 
     let run_dir = socket.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&run_dir)
@@ -101,8 +114,14 @@ pub async fn run(args: RunArgs, socket: Option<PathBuf>) -> anyhow::Result<()> {
         shield.loaded.maps.events.take().context("the events ring buffer was already taken")?;
 
     let mut attachments = Vec::new();
-    for name in &interfaces {
-        match attach::attach(shield.loaded.xdp()?, name, mode, &pin_dir) {
+    for (slot, name) in interfaces.iter().enumerate() {
+        let attached = (|| {
+            if slot > 0 {
+                shield.loaded.add_instance()?;
+            }
+            attach::attach(shield.loaded.xdp(slot as u32)?, name, mode, &pin_dir)
+        })();
+        match attached {
             Ok(a) => attachments.push(a),
             Err(e) => {
                 // Leave nothing half-done: undo the interfaces already attached.
@@ -115,10 +134,12 @@ pub async fn run(args: RunArgs, socket: Option<PathBuf>) -> anyhow::Result<()> {
     }
     shield.interfaces = attachments
         .iter()
-        .map(|a| InterfaceStatus {
+        .enumerate()
+        .map(|(slot, a)| InterfaceStatus {
             name: a.interface.clone(),
             ifindex: a.ifindex,
             mode: a.mode.to_owned(),
+            slot: slot as u32,
         })
         .collect();
 
@@ -128,6 +149,16 @@ pub async fn run(args: RunArgs, socket: Option<PathBuf>) -> anyhow::Result<()> {
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let housekeeping = tokio::spawn(housekeeping(shared.clone()));
     let reader = tokio::spawn(events::read(events, shared.clone()));
+    let metrics = match metrics_addr {
+        // Bind now, so a taken port is an error at start rather than a silent absence.
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics listener {addr} (metrics.listen)"))?;
+            Some(tokio::spawn(crate::metrics::serve(listener, shared.clone())))
+        }
+        None => None,
+    };
     tracing::info!(socket = %socket.display(), interfaces = ?interfaces, "shield is running");
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -154,6 +185,9 @@ pub async fn run(args: RunArgs, socket: Option<PathBuf>) -> anyhow::Result<()> {
     }
     housekeeping.abort();
     reader.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     if let Ok(mut s) = shared.lock() {
         s.flush();
     }
@@ -193,14 +227,23 @@ fn bind_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListene
     Ok(listener)
 }
 
+/// Ticks between counts of the source map (counting walks the whole map).
+const SOURCE_COUNT_TICKS: u64 = 5;
+
 async fn housekeeping(shared: server::Shared) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    let mut n = 0u64;
     loop {
         tick.tick().await;
         let shared = shared.clone();
+        let count_sources = n % SOURCE_COUNT_TICKS == 0;
+        n += 1;
         let _ = tokio::task::spawn_blocking(move || {
             if let Ok(mut s) = shared.lock() {
                 s.expire();
+                if count_sources {
+                    s.count_sources();
+                }
             }
         })
         .await;

@@ -106,6 +106,12 @@ pub struct Shield {
     /// Runtime changes of the global settings (until the next reload).
     global_override: GlobalUpdate,
     pub reload: ReloadStatus,
+    /// Sources in the bucket map, counted by the housekeeping task (counting walks the map).
+    pub sources_tracked: usize,
+    /// Events received from the kernel: [bans, drop samples].
+    pub events_received: [u64; 2],
+    /// When the running configuration was loaded (start or last successful reload).
+    pub config_loaded_unix: u64,
 }
 
 impl Shield {
@@ -133,6 +139,9 @@ impl Shield {
             events: VecDeque::new(),
             global_override,
             reload: ReloadStatus::default(),
+            sources_tracked: 0,
+            events_received: [0, 0],
+            config_loaded_unix: clock::unix_now(),
         };
         shield.policies = shield.read_policies();
         shield.apply_config(config)?;
@@ -321,6 +330,7 @@ impl Shield {
         self.reload.last_unix = Some(clock::unix_now());
         match &result {
             Ok(()) => {
+                self.config_loaded_unix = clock::unix_now();
                 self.reload.succeeded += 1;
                 self.reload.last_ok = Some(true);
                 self.reload.last_error = None;
@@ -570,6 +580,7 @@ impl Shield {
             return;
         };
         let record = self.event_record(kind, event);
+        self.events_received[if kind == EventKind::Ban { 0 } else { 1 }] += 1;
         match kind {
             EventKind::Ban => {
                 tracing::warn!(source = ?record.source, policy = ?record.policy, reason = %record.reason, ban_secs = ?record.ban_secs, offences = ?record.offences, "source banned");
@@ -718,7 +729,7 @@ impl Shield {
     }
 
     pub fn status(&mut self) -> api::Status {
-        let program_id = self.loaded.xdp().ok().and_then(|x| x.info().ok()).map(|i| i.id());
+        let program_id = self.loaded.xdp(0).ok().and_then(|x| x.info().ok()).map(|i| i.id());
         let maps = &self.loaded.maps;
         let fill = |name: &str, entries: usize, capacity: u32| MapFill {
             name: name.to_owned(),
@@ -770,6 +781,75 @@ impl Shield {
 
     pub fn policy_name_of(&self, slot: u8) -> String {
         self.policy_name(slot as u32)
+    }
+
+    /// Dynamic and configured entries per (list, IPv4?) without walking the maps: the state
+    /// and the configuration hold every entry the agent wrote (auto-bans arrive as events).
+    pub fn list_counts(&self) -> [(ListKind, bool, usize); 4] {
+        let mut counts = [
+            (ListKind::Allow, true, 0),
+            (ListKind::Allow, false, 0),
+            (ListKind::Block, true, 0),
+            (ListKind::Block, false, 0),
+        ];
+        let mut bump = |kind: ListKind, net: &IpNet| {
+            let v4 = matches!(net, IpNet::V4(_));
+            for c in counts.iter_mut() {
+                if c.0 == kind && c.1 == v4 {
+                    c.2 += 1;
+                }
+            }
+        };
+        for (kind, net) in self.state.entries.keys() {
+            bump(*kind, net);
+        }
+        let mut allow: BTreeSet<IpNet> = self.config.management.iter().copied().collect();
+        allow.extend(&self.config.allow);
+        for net in
+            allow.iter().filter(|n| !self.state.entries.contains_key(&(ListKind::Allow, **n)))
+        {
+            bump(ListKind::Allow, net);
+        }
+        for net in self
+            .config
+            .block
+            .iter()
+            .filter(|n| !self.state.entries.contains_key(&(ListKind::Block, **n)))
+        {
+            bump(ListKind::Block, net);
+        }
+        counts
+    }
+
+    /// Auto-bans in force, per (IPv4?) family.
+    pub fn active_bans(&self) -> (usize, usize) {
+        let auto = Origin::Auto.name();
+        let bans = self
+            .state
+            .entries
+            .iter()
+            .filter(|((k, _), e)| *k == ListKind::Block && e.origin == auto);
+        bans.fold(
+            (0, 0),
+            |(v4, v6), ((_, n), _)| {
+                if matches!(n, IpNet::V4(_)) { (v4 + 1, v6) } else { (v4, v6 + 1) }
+            },
+        )
+    }
+
+    /// Count the sources in the bucket map (walks it; called from housekeeping).
+    pub fn count_sources(&mut self) {
+        self.sources_tracked = self.loaded.maps.buckets.keys().count();
+    }
+
+    /// Policy names by slot (for metric labels).
+    pub fn policy_names(&self) -> Vec<(u32, String)> {
+        self.policies
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|p| (i as u32, p.name.clone())))
+            .collect()
     }
 }
 
