@@ -8,3 +8,4 @@ pub mod flood;
 pub mod frames;
 pub mod kernel;
 pub mod lab;
+pub mod prometheus;
