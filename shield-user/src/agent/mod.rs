@@ -236,7 +236,7 @@ async fn housekeeping(shared: server::Shared) {
     loop {
         tick.tick().await;
         let shared = shared.clone();
-        let count_sources = n % SOURCE_COUNT_TICKS == 0;
+        let count_sources = n.is_multiple_of(SOURCE_COUNT_TICKS);
         n += 1;
         let _ = tokio::task::spawn_blocking(move || {
             if let Ok(mut s) = shared.lock() {
