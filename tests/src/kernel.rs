@@ -46,7 +46,13 @@ impl Kernel {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&pin_dir).expect("create the pin directory");
-        let loaded = Loaded::load(&pin_dir).expect("load the XDP program (needs root and BPF)");
+        let loaded = match Loaded::load(&pin_dir) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&pin_dir);
+                panic!("load the XDP program (needs root and BPF): {e:?}");
+            }
+        };
         let mut kernel = Kernel { loaded, pin_dir };
         kernel.set_policy(
             0,
