@@ -27,6 +27,8 @@ pub const EVENTS_BYTES: u32 = 256 * 1024;
 
 /// The XDP program's function name.
 pub const PROGRAM: &str = "shield";
+/// A program in the same object that only passes: the benchmarks' floor.
+pub const FLOOR_PROGRAM: &str = "floor";
 
 pub const ALLOW_V4_CAPACITY: u32 = 65_536;
 pub const ALLOW_V6_CAPACITY: u32 = 65_536;

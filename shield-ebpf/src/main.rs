@@ -395,6 +395,13 @@ fn count(slot: u32, len: u64) {
     }
 }
 
+/// The benchmark floor: what an XDP program costs that does nothing but pass. Never attached
+/// by the agent; `cargo xtask bench` measures shield's paths against it.
+#[xdp]
+pub fn floor(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -18,8 +18,13 @@ pub fn shield_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "shield-user", "--bin", "shield"])
+        // The binary of the profile this program was built with (release for benchmarks).
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "shield-user", "--bin", "shield"]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let status = build
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("run cargo build for the shield binary");

@@ -3,6 +3,7 @@
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "test helpers panic on failure")]
 
 pub mod agent;
+pub mod bench;
 pub mod corpus;
 pub mod flood;
 pub mod frames;

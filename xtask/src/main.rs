@@ -29,6 +29,15 @@ enum Task {
     /// Set up, then show shield protecting a lab server: a blocked source refused, a flooding
     /// source held to its rate while a legitimate client is served. Cleans up after itself.
     Demo,
+    /// Set up, then benchmark: cost per packet against the floor and xdp-filter, behaviour
+    /// under a flood against no protection and nftables, control-plane costs. Writes
+    /// bench/report.md, bench/report.json and bench/cost-per-packet.svg (quick mode:
+    /// bench/out/quick/). Needs root; not part of the tests.
+    Bench {
+        /// Small repeat counts and maps (under a minute): keeps the benchmark from rotting.
+        #[arg(long)]
+        quick: bool,
+    },
     /// rustfmt and clippy (eBPF crate and the rest), warnings as errors.
     Lint,
 }
@@ -53,6 +62,25 @@ fn main() -> anyhow::Result<()> {
                 "--bin",
                 "shield-demo",
             ]))
+        }
+        Task::Bench { quick } => {
+            setup::run()?;
+            let mut bench = cargo();
+            bench.args([
+                "run",
+                "--locked",
+                "--release",
+                "--quiet",
+                "-p",
+                "shield-tests",
+                "--bin",
+                "shield-bench",
+                "--",
+            ]);
+            if quick {
+                bench.arg("--quick");
+            }
+            run(&mut bench)
         }
         Task::Lint => {
             setup::run()?;
