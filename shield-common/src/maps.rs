@@ -5,6 +5,29 @@ pub const ALLOW_V4: &str = "ALLOW_V4";
 pub const ALLOW_V6: &str = "ALLOW_V6";
 pub const BLOCK_V4: &str = "BLOCK_V4";
 pub const BLOCK_V6: &str = "BLOCK_V6";
+/// Exact addresses (/32, /128) of each list: hash maps, O(1) however many there are. The LPM
+/// tries above hold only shorter prefixes.
+pub const ALLOW_V4_HOSTS: &str = "ALLOW_V4_HOSTS";
+pub const ALLOW_V6_HOSTS: &str = "ALLOW_V6_HOSTS";
+pub const BLOCK_V4_HOSTS: &str = "BLOCK_V4_HOSTS";
+pub const BLOCK_V6_HOSTS: &str = "BLOCK_V6_HOSTS";
+/// One flag per LPM trie (by [`Trie`]): non-zero when it may hold entries, so the program
+/// skips the lookups of empty tries.
+pub const TRIES_IN_USE: &str = "TRIES_IN_USE";
+
+/// The LPM tries, as indices of `TRIES_IN_USE`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trie {
+    AllowV4 = 0,
+    AllowV6 = 1,
+    BlockV4 = 2,
+    BlockV6 = 3,
+}
+
+impl Trie {
+    pub const COUNT: u32 = 4;
+}
 /// Per-source bucket state: LRU hash, [`crate::source::SourceKey`] -> [`crate::source::SourceState`].
 pub const BUCKETS: &str = "BUCKETS";
 /// Rate policies by id; id 0 is the default policy.
@@ -38,7 +61,7 @@ pub const BUCKETS_CAPACITY: u32 = 262_144;
 
 /// Version of the map layout. Pins live under `<pin root>/v<LAYOUT_VERSION>` so a build with a
 /// different layout never adopts maps it cannot read.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Default root for pins (a bpffs mount point).
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/shield";

@@ -26,6 +26,7 @@ use shield_common::{
     events::{Event, EventKind, Health},
     gcra::{Limit, conform},
     lists::{ListEntry, Origin},
+    maps::Trie,
     parse::{IpInfo, Parsed, parse},
     policy::{DEFAULT_POLICY_ID, Policy, port_policy_slot},
     source::{FAMILY_V4, SourceKey, SourceState},
@@ -106,10 +107,10 @@ fn decide(frame: &XdpFrame, config: &RuntimeConfig) -> Decision {
     let now = unsafe { bpf_ktime_get_ns() };
     let verdict =
         |reason, action| Decision { reason, action, info: Some(info), policy: POLICY_NONE, now };
-    if listed(&info, &ALLOW_V4, &ALLOW_V6, now) {
+    if listed(&info, &allow_list(), now) {
         return verdict(Reason::Allowlisted, Action::Pass);
     }
-    if listed(&info, &BLOCK_V4, &BLOCK_V6, now) {
+    if listed(&info, &block_list(), now) {
         return verdict(Reason::Blocklisted, Action::Drop);
     }
     let Some((policy_id, policy)) = select_policy(&info) else {
@@ -124,15 +125,66 @@ fn decide(frame: &XdpFrame, config: &RuntimeConfig) -> Decision {
     Decision { reason, action, info: Some(info), policy: policy_id, now }
 }
 
-/// Whether the source is covered by an entry of the list that is in force at `now`.
+/// The maps of one list: exact addresses in hash maps, shorter prefixes in LPM tries.
+struct List {
+    hosts_v4: &'static HostsV4,
+    hosts_v6: &'static HostsV6,
+    trie_v4: &'static ListV4,
+    trie_v6: &'static ListV6,
+    in_use_v4: Trie,
+    in_use_v6: Trie,
+}
+
+// Built where used (not statics): a map reference stored in a data section would not be
+// relocated by the loader; inlined, these become direct map references in the code.
 #[inline(always)]
-fn listed(info: &IpInfo, v4: &ListV4, v6: &ListV6, now: u64) -> bool {
-    let entry: Option<&ListEntry> = if info.family == FAMILY_V4 {
-        v4.get(LpmKey::new(32, info.src_v4()))
-    } else {
-        v6.get(LpmKey::new(128, info.src))
+fn allow_list() -> List {
+    List {
+        hosts_v4: &ALLOW_V4_HOSTS,
+        hosts_v6: &ALLOW_V6_HOSTS,
+        trie_v4: &ALLOW_V4,
+        trie_v6: &ALLOW_V6,
+        in_use_v4: Trie::AllowV4,
+        in_use_v6: Trie::AllowV6,
+    }
+}
+
+#[inline(always)]
+fn block_list() -> List {
+    List {
+        hosts_v4: &BLOCK_V4_HOSTS,
+        hosts_v6: &BLOCK_V6_HOSTS,
+        trie_v4: &BLOCK_V4,
+        trie_v6: &BLOCK_V6,
+        in_use_v4: Trie::BlockV4,
+        in_use_v6: Trie::BlockV6,
+    }
+}
+
+/// Whether an LPM trie may hold entries (an empty trie's lookup is skipped).
+#[inline(always)]
+fn trie_in_use(trie: Trie) -> bool {
+    TRIES_IN_USE.get(trie as u32).is_some_and(|v| *v != 0)
+}
+
+/// Whether the source is covered by an entry of the list that is in force at `now`: its exact
+/// address first (a hash lookup), then, if the trie holds anything, the prefixes.
+#[inline(always)]
+fn listed(info: &IpInfo, list: &List, now: u64) -> bool {
+    let active = |e: Option<*const ListEntry>| {
+        // SAFETY: a pointer from a map lookup, valid for this program run.
+        e.is_some_and(|e| unsafe { &*e }.active_at(now))
     };
-    entry.is_some_and(|e| e.active_at(now))
+    if info.family == FAMILY_V4 {
+        let addr = info.src_v4();
+        active(list.hosts_v4.get_ptr(addr))
+            || (trie_in_use(list.in_use_v4)
+                && list.trie_v4.get(LpmKey::new(32, addr)).is_some_and(|e| e.active_at(now)))
+    } else {
+        active(list.hosts_v6.get_ptr(info.src))
+            || (trie_in_use(list.in_use_v6)
+                && list.trie_v6.get(LpmKey::new(128, info.src)).is_some_and(|e| e.active_at(now)))
+    }
 }
 
 /// The policy for the frame's destination port, or the default policy.
@@ -244,8 +296,16 @@ fn count_offence(
     };
     let written = if key.family == FAMILY_V4 {
         let [a, b, c, d, ..] = key.addr;
-        BLOCK_V4.insert(LpmKey::new(key.prefix_len as u32, [a, b, c, d]), entry, 0)
+        if key.prefix_len >= 32 {
+            BLOCK_V4_HOSTS.insert([a, b, c, d], entry, 0)
+        } else {
+            mark_in_use(Trie::BlockV4);
+            BLOCK_V4.insert(LpmKey::new(key.prefix_len as u32, [a, b, c, d]), entry, 0)
+        }
+    } else if key.prefix_len >= 128 {
+        BLOCK_V6_HOSTS.insert(key.addr, entry, 0)
     } else {
+        mark_in_use(Trie::BlockV6);
         BLOCK_V6.insert(LpmKey::new(key.prefix_len as u32, key.addr), entry, 0)
     };
     if written.is_err() {
@@ -265,6 +325,15 @@ fn count_offence(
         e.policy = key.policy;
         e.l4_proto = info.l4_proto;
     });
+}
+
+/// Mark a trie as holding entries (the agent clears the mark only when it finds it empty).
+#[inline(always)]
+fn mark_in_use(trie: Trie) {
+    if let Some(flag) = TRIES_IN_USE.get_ptr_mut(trie as u32) {
+        // SAFETY: a pointer into the array map's value, valid for this program run.
+        unsafe { *flag = 1 };
+    }
 }
 
 /// Report a dropped frame, within the sampling budget shared by all CPUs.

@@ -1,8 +1,9 @@
 //! The program's maps. All are pinned by name, so the agent can adopt them after a restart.
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use shield_common::{
     config::RuntimeConfig,
@@ -11,7 +12,7 @@ use shield_common::{
     lists::ListEntry,
     maps::{
         ALLOW_V4_CAPACITY, ALLOW_V6_CAPACITY, BLOCK_V4_CAPACITY, BLOCK_V6_CAPACITY,
-        BUCKETS_CAPACITY, EVENTS_BYTES,
+        BUCKETS_CAPACITY, EVENTS_BYTES, Trie,
     },
     policy::{MAX_POLICIES, PORT_POLICY_SLOTS, Policy},
     source::{SourceKey, SourceState},
@@ -20,6 +21,8 @@ use shield_common::{
 pub type LpmKey<K> = Key<K>;
 pub type ListV4 = LpmTrie<[u8; 4], ListEntry>;
 pub type ListV6 = LpmTrie<[u8; 16], ListEntry>;
+pub type HostsV4 = HashMap<[u8; 4], ListEntry>;
+pub type HostsV6 = HashMap<[u8; 16], ListEntry>;
 
 #[map]
 pub static ALLOW_V4: ListV4 = LpmTrie::pinned(ALLOW_V4_CAPACITY, 0);
@@ -29,6 +32,17 @@ pub static ALLOW_V6: ListV6 = LpmTrie::pinned(ALLOW_V6_CAPACITY, 0);
 pub static BLOCK_V4: ListV4 = LpmTrie::pinned(BLOCK_V4_CAPACITY, 0);
 #[map]
 pub static BLOCK_V6: ListV6 = LpmTrie::pinned(BLOCK_V6_CAPACITY, 0);
+// Exact addresses; allocated on insert (1M preallocated entries would cost memory up front).
+#[map]
+pub static ALLOW_V4_HOSTS: HostsV4 = HashMap::pinned(ALLOW_V4_CAPACITY, BPF_F_NO_PREALLOC);
+#[map]
+pub static ALLOW_V6_HOSTS: HostsV6 = HashMap::pinned(ALLOW_V6_CAPACITY, BPF_F_NO_PREALLOC);
+#[map]
+pub static BLOCK_V4_HOSTS: HostsV4 = HashMap::pinned(BLOCK_V4_CAPACITY, BPF_F_NO_PREALLOC);
+#[map]
+pub static BLOCK_V6_HOSTS: HostsV6 = HashMap::pinned(BLOCK_V6_CAPACITY, BPF_F_NO_PREALLOC);
+#[map]
+pub static TRIES_IN_USE: Array<u32> = Array::pinned(Trie::COUNT, 0);
 #[map]
 pub static BUCKETS: LruHashMap<SourceKey, SourceState> = LruHashMap::pinned(BUCKETS_CAPACITY, 0);
 #[map]

@@ -3,15 +3,18 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use aya::maps::lpm_trie::Key;
+use aya::maps::{Array, MapData, lpm_trie::Key};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
-use shield_common::lists::{ListEntry, Origin};
+use shield_common::{
+    lists::{ListEntry, Origin},
+    maps::Trie,
+};
 use thiserror::Error;
 
 use crate::{
     clock,
-    program::{ListV4, ListV6},
+    program::{HostsV4, HostsV6, ListV4, ListV6},
 };
 
 /// Which list.
@@ -74,11 +77,17 @@ pub struct ListedNet {
     pub reason: Option<String>,
 }
 
-/// Both tries of one list.
+/// The maps of one list: exact addresses in hash maps, shorter prefixes in LPM tries (the
+/// program consults a trie only while its `TRIES_IN_USE` flag is set).
 pub struct List<'a> {
     pub kind: ListKind,
     pub v4: &'a mut ListV4,
     pub v6: &'a mut ListV6,
+    pub hosts_v4: &'a mut HostsV4,
+    pub hosts_v6: &'a mut HostsV6,
+    pub tries_in_use: &'a mut Array<MapData, u32>,
+    /// This list's (IPv4, IPv6) tries, as `TRIES_IN_USE` indices.
+    pub tries: (Trie, Trie),
     pub v4_capacity: u32,
     pub v6_capacity: u32,
 }
@@ -96,21 +105,37 @@ impl List<'_> {
 
     /// Entries per family: (IPv4, IPv6).
     pub fn counts(&self) -> (usize, usize) {
-        (self.v4.keys().count(), self.v6.keys().count())
+        (
+            self.v4.keys().count() + self.hosts_v4.keys().count(),
+            self.v6.keys().count() + self.hosts_v6.keys().count(),
+        )
     }
 
     /// Add or replace an entry as given.
     pub fn insert_entry(&mut self, net: IpNet, entry: ListEntry) -> Result<(), ListError> {
         let list = self.kind.noun();
         let result = match net {
-            IpNet::V4(n) => self.v4.insert(&key_v4(n), entry, 0),
-            IpNet::V6(n) => self.v6.insert(&key_v6(n), entry, 0),
+            IpNet::V4(n) if n.prefix_len() == 32 => {
+                self.hosts_v4.insert(n.addr().octets(), entry, 0)
+            }
+            IpNet::V6(n) if n.prefix_len() == 128 => {
+                self.hosts_v6.insert(n.addr().octets(), entry, 0)
+            }
+            IpNet::V4(n) => {
+                let trie = self.tries.0;
+                self.mark_in_use(trie).and_then(|()| self.v4.insert(&key_v4(n), entry, 0))
+            }
+            IpNet::V6(n) => {
+                let trie = self.tries.1;
+                self.mark_in_use(trie).and_then(|()| self.v6.insert(&key_v6(n), entry, 0))
+            }
         };
         result.map_err(|e| {
             if is_full(&e) {
+                let (v4, v6) = self.counts();
                 let (used, capacity) = match net {
-                    IpNet::V4(_) => (self.v4.keys().count(), self.v4_capacity),
-                    IpNet::V6(_) => (self.v6.keys().count(), self.v6_capacity),
+                    IpNet::V4(_) => (v4, self.v4_capacity),
+                    IpNet::V6(_) => (v6, self.v6_capacity),
                 };
                 ListError::Full { list, used, capacity }
             } else {
@@ -119,10 +144,26 @@ impl List<'_> {
         })
     }
 
+    /// Set a trie's in-use flag before the first entry goes in, so the program never skips a
+    /// trie that holds something.
+    fn mark_in_use(&mut self, trie: Trie) -> Result<(), aya::maps::MapError> {
+        self.tries_in_use.set(trie as u32, 1, 0)
+    }
+
+    /// Clear the in-use flags of tries that are empty (the program then skips their lookups).
+    pub fn refresh_in_use(&mut self) {
+        let v4_used = self.v4.keys().next().is_some();
+        let v6_used = self.v6.keys().next().is_some();
+        let _ = self.tries_in_use.set(self.tries.0 as u32, u32::from(v4_used), 0);
+        let _ = self.tries_in_use.set(self.tries.1 as u32, u32::from(v6_used), 0);
+    }
+
     /// Delete an exact entry.
     pub fn remove(&mut self, net: IpNet) -> Result<(), ListError> {
         let list = self.kind.noun();
         let result = match net {
+            IpNet::V4(n) if n.prefix_len() == 32 => self.hosts_v4.remove(&n.addr().octets()),
+            IpNet::V6(n) if n.prefix_len() == 128 => self.hosts_v6.remove(&n.addr().octets()),
             IpNet::V4(n) => self.v4.remove(&key_v4(n)),
             IpNet::V6(n) => self.v6.remove(&key_v6(n)),
         };
@@ -145,10 +186,16 @@ impl List<'_> {
                 out.push((IpNet::V4(n), entry));
             }
         }
+        for (addr, entry) in self.hosts_v4.iter().flatten() {
+            out.push((IpNet::V4(Ipv4Net::from(std::net::Ipv4Addr::from(addr))), entry));
+        }
         for (key, entry) in self.v6.iter().flatten() {
             if let Ok(n) = Ipv6Net::new(key.data().into(), key.prefix_len() as u8) {
                 out.push((IpNet::V6(n), entry));
             }
+        }
+        for (addr, entry) in self.hosts_v6.iter().flatten() {
+            out.push((IpNet::V6(Ipv6Net::from(std::net::Ipv6Addr::from(addr))), entry));
         }
         out.sort_by_key(|(net, _)| *net);
         out
@@ -168,21 +215,6 @@ impl List<'_> {
                 reason: None,
             })
             .collect()
-    }
-
-    /// The entry in force that covers `addr`, if any (longest prefix first).
-    pub fn covering(&self, addr: IpAddr) -> Option<IpNet> {
-        let now = clock::monotonic_ns();
-        let mut best: Option<IpNet> = None;
-        for (net, entry) in self.entries() {
-            if entry.active_at(now)
-                && net.contains(&addr)
-                && best.is_none_or(|b| net.prefix_len() > b.prefix_len())
-            {
-                best = Some(net);
-            }
-        }
-        best
     }
 
     /// Delete expired entries; returns how many.

@@ -26,6 +26,8 @@ pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 pub type ListV4 = LpmTrie<MapData, [u8; 4], ListEntry>;
 pub type ListV6 = LpmTrie<MapData, [u8; 16], ListEntry>;
+pub type HostsV4 = HashMap<MapData, [u8; 4], ListEntry>;
+pub type HostsV6 = HashMap<MapData, [u8; 16], ListEntry>;
 
 #[derive(Debug, Error)]
 pub enum ProgramError {
@@ -67,7 +69,7 @@ pub fn pin_dir(pin_root: &Path) -> PathBuf {
 }
 
 /// What this build expects of each pinned map: (name, type, key size, value size, entries).
-fn expected_layout() -> [(&'static str, MapType, u32, u32, u32); 12] {
+fn expected_layout() -> [(&'static str, MapType, u32, u32, u32); 17] {
     use shield_common::{
         counters::COUNTER_SLOTS,
         events::Health,
@@ -79,6 +81,11 @@ fn expected_layout() -> [(&'static str, MapType, u32, u32, u32); 12] {
         (maps::ALLOW_V6, MapType::LpmTrie, 20, entry, maps::ALLOW_V6_CAPACITY),
         (maps::BLOCK_V4, MapType::LpmTrie, 8, entry, maps::BLOCK_V4_CAPACITY),
         (maps::BLOCK_V6, MapType::LpmTrie, 20, entry, maps::BLOCK_V6_CAPACITY),
+        (maps::ALLOW_V4_HOSTS, MapType::Hash, 4, entry, maps::ALLOW_V4_CAPACITY),
+        (maps::ALLOW_V6_HOSTS, MapType::Hash, 16, entry, maps::ALLOW_V6_CAPACITY),
+        (maps::BLOCK_V4_HOSTS, MapType::Hash, 4, entry, maps::BLOCK_V4_CAPACITY),
+        (maps::BLOCK_V6_HOSTS, MapType::Hash, 16, entry, maps::BLOCK_V6_CAPACITY),
+        (maps::TRIES_IN_USE, MapType::Array, 4, 4, maps::Trie::COUNT),
         (
             maps::BUCKETS,
             MapType::LruHash,
@@ -136,6 +143,11 @@ pub struct Maps {
     pub allow_v6: ListV6,
     pub block_v4: ListV4,
     pub block_v6: ListV6,
+    pub allow_v4_hosts: HostsV4,
+    pub allow_v6_hosts: HostsV6,
+    pub block_v4_hosts: HostsV4,
+    pub block_v6_hosts: HostsV6,
+    pub tries_in_use: Array<MapData, u32>,
     pub buckets: HashMap<MapData, SourceKey, SourceState>,
     pub policies: Array<MapData, Policy>,
     pub port_policy: Array<MapData, u32>,
@@ -144,6 +156,39 @@ pub struct Maps {
     pub health: PerCpuArray<MapData, u64>,
     /// Taken by the agent's event reader; `None` after that.
     pub events: Option<RingBuf<MapData>>,
+}
+
+impl Maps {
+    /// The maps of one list, for reading and writing it.
+    pub fn list(&mut self, kind: crate::lists::ListKind) -> crate::lists::List<'_> {
+        use maps::Trie;
+
+        use crate::lists::{List, ListKind};
+        match kind {
+            ListKind::Allow => List {
+                kind,
+                v4: &mut self.allow_v4,
+                v6: &mut self.allow_v6,
+                hosts_v4: &mut self.allow_v4_hosts,
+                hosts_v6: &mut self.allow_v6_hosts,
+                tries_in_use: &mut self.tries_in_use,
+                tries: (Trie::AllowV4, Trie::AllowV6),
+                v4_capacity: maps::ALLOW_V4_CAPACITY,
+                v6_capacity: maps::ALLOW_V6_CAPACITY,
+            },
+            ListKind::Block => List {
+                kind,
+                v4: &mut self.block_v4,
+                v6: &mut self.block_v6,
+                hosts_v4: &mut self.block_v4_hosts,
+                hosts_v6: &mut self.block_v6_hosts,
+                tries_in_use: &mut self.tries_in_use,
+                tries: (Trie::BlockV4, Trie::BlockV6),
+                v4_capacity: maps::BLOCK_V4_CAPACITY,
+                v6_capacity: maps::BLOCK_V6_CAPACITY,
+            },
+        }
+    }
 }
 
 /// The loaded program with its maps: one program instance per interface (instance `i`
@@ -165,6 +210,11 @@ impl Loaded {
             allow_v6: take(&mut ebpf, maps::ALLOW_V6)?,
             block_v4: take(&mut ebpf, maps::BLOCK_V4)?,
             block_v6: take(&mut ebpf, maps::BLOCK_V6)?,
+            allow_v4_hosts: take(&mut ebpf, maps::ALLOW_V4_HOSTS)?,
+            allow_v6_hosts: take(&mut ebpf, maps::ALLOW_V6_HOSTS)?,
+            block_v4_hosts: take(&mut ebpf, maps::BLOCK_V4_HOSTS)?,
+            block_v6_hosts: take(&mut ebpf, maps::BLOCK_V6_HOSTS)?,
+            tries_in_use: take(&mut ebpf, maps::TRIES_IN_USE)?,
             buckets: take(&mut ebpf, maps::BUCKETS)?,
             policies: take(&mut ebpf, maps::POLICIES)?,
             port_policy: take(&mut ebpf, maps::PORT_POLICY)?,

@@ -12,7 +12,6 @@ use shield_common::{
     config::RuntimeConfig,
     counters::{Action, Counter, Reason},
     lists::Origin,
-    maps::{ALLOW_V4_CAPACITY, ALLOW_V6_CAPACITY, BLOCK_V4_CAPACITY, BLOCK_V6_CAPACITY},
     policy::Policy,
 };
 use shield_user::{
@@ -122,23 +121,7 @@ impl Kernel {
     }
 
     pub fn list(&mut self, kind: ListKind) -> List<'_> {
-        let maps = &mut self.loaded.maps;
-        match kind {
-            ListKind::Allow => List {
-                kind,
-                v4: &mut maps.allow_v4,
-                v6: &mut maps.allow_v6,
-                v4_capacity: ALLOW_V4_CAPACITY,
-                v6_capacity: ALLOW_V6_CAPACITY,
-            },
-            ListKind::Block => List {
-                kind,
-                v4: &mut maps.block_v4,
-                v6: &mut maps.block_v6,
-                v4_capacity: BLOCK_V4_CAPACITY,
-                v6_capacity: BLOCK_V6_CAPACITY,
-            },
-        }
+        self.loaded.maps.list(kind)
     }
 
     pub fn add(&mut self, kind: ListKind, net: &str, ttl: Option<Duration>) {

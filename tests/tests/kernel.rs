@@ -486,3 +486,44 @@ fn counters_are_labelled_by_interface_and_policy() {
     );
     assert_eq!(slots.iter().map(|c| c.packets).sum::<u64>(), 4, "some other counter moved");
 }
+
+/// Exact addresses live in hash maps, prefixes in tries that are skipped while empty: an
+/// expired exact entry does not hide an active covering prefix, and emptying a trie (flag
+/// refreshed) never hides what is left.
+#[test]
+fn exact_and_prefix_entries_are_both_consulted() {
+    let mut k = Kernel::load();
+    k.add(ListKind::Block, "198.18.1.1", Some(Duration::from_millis(100)));
+    k.add(ListKind::Block, "198.18.1.0/24", None);
+    std::thread::sleep(Duration::from_millis(200));
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(1, 1), 80, TCP_SYN),
+        XDP_DROP,
+        Reason::Blocklisted,
+        Action::Drop,
+    );
+    k.list(ListKind::Block).remove("198.18.1.0/24".parse().unwrap()).unwrap();
+    k.list(ListKind::Block).refresh_in_use();
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(1, 1), 80, TCP_SYN),
+        XDP_PASS,
+        Reason::Passed,
+        Action::Pass,
+    );
+    k.add(ListKind::Block, "2001:db8:1:1::/64", None);
+    k.add(ListKind::Block, "198.18.2.2", None);
+    k.list(ListKind::Block).refresh_in_use();
+    expect_verdict(&mut k, &ipv6_udp(v6(1, 5), 53, 4), XDP_DROP, Reason::Blocklisted, Action::Drop);
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(2, 2), 80, TCP_SYN),
+        XDP_DROP,
+        Reason::Blocklisted,
+        Action::Drop,
+    );
+    let listed: Vec<String> =
+        k.list(ListKind::Block).entries().iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(listed, ["198.18.1.1/32", "198.18.2.2/32", "2001:db8:1:1::/64"]);
+}

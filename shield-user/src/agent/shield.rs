@@ -179,23 +179,7 @@ impl Shield {
     }
 
     fn list(&mut self, kind: ListKind) -> List<'_> {
-        let maps = &mut self.loaded.maps;
-        match kind {
-            ListKind::Allow => List {
-                kind,
-                v4: &mut maps.allow_v4,
-                v6: &mut maps.allow_v6,
-                v4_capacity: ALLOW_V4_CAPACITY,
-                v6_capacity: ALLOW_V6_CAPACITY,
-            },
-            ListKind::Block => List {
-                kind,
-                v4: &mut maps.block_v4,
-                v6: &mut maps.block_v6,
-                v4_capacity: BLOCK_V4_CAPACITY,
-                v6_capacity: BLOCK_V6_CAPACITY,
-            },
-        }
+        self.loaded.maps.list(kind)
     }
 
     // ---- configuration ----
@@ -560,6 +544,8 @@ impl Shield {
         let removed = self.list(ListKind::Block).remove_expired()
             + self.list(ListKind::Allow).remove_expired();
         let forgotten = self.state.remove_expired(clock::unix_now());
+        self.list(ListKind::Block).refresh_in_use();
+        self.list(ListKind::Allow).refresh_in_use();
         if removed > 0 || forgotten > 0 {
             tracing::info!(removed, "expired list entries removed");
             self.state_dirty = true;
@@ -730,18 +716,20 @@ impl Shield {
 
     pub fn status(&mut self) -> api::Status {
         let program_id = self.loaded.xdp(0).ok().and_then(|x| x.info().ok()).map(|i| i.id());
-        let maps = &self.loaded.maps;
         let fill = |name: &str, entries: usize, capacity: u32| MapFill {
             name: name.to_owned(),
             entries,
             capacity,
         };
+        let (allow_v4, allow_v6) = self.list(ListKind::Allow).counts();
+        let (block_v4, block_v6) = self.list(ListKind::Block).counts();
+        let sources = self.loaded.maps.buckets.keys().count();
         let map_fill = vec![
-            fill("allow_v4", maps.allow_v4.keys().count(), ALLOW_V4_CAPACITY),
-            fill("allow_v6", maps.allow_v6.keys().count(), ALLOW_V6_CAPACITY),
-            fill("block_v4", maps.block_v4.keys().count(), BLOCK_V4_CAPACITY),
-            fill("block_v6", maps.block_v6.keys().count(), BLOCK_V6_CAPACITY),
-            fill("sources", maps.buckets.keys().count(), BUCKETS_CAPACITY),
+            fill("allow_v4", allow_v4, ALLOW_V4_CAPACITY),
+            fill("allow_v6", allow_v6, ALLOW_V6_CAPACITY),
+            fill("block_v4", block_v4, BLOCK_V4_CAPACITY),
+            fill("block_v6", block_v6, BLOCK_V6_CAPACITY),
+            fill("sources", sources, BUCKETS_CAPACITY),
         ];
         api::Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),

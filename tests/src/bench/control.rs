@@ -43,18 +43,9 @@ pub fn run(plan: &Plan) -> ControlResult {
     std::thread::sleep(std::time::Duration::from_millis(500));
     let rss_at_rest = rss_mib(pid);
 
-    // A feed of /32s and /24s outside the lab ranges (no traffic is sent to them).
-    let mut feed = String::with_capacity(plan.load_entries * 18);
-    for i in 0..plan.load_entries {
-        let x = (i as u32).wrapping_mul(2_654_435_761) ^ 0x5bd1_e995;
-        let x = if x >> 17 == (198u32 << 24 | 18 << 16) >> 17 { x ^ 0x8000_0000 } else { x };
-        if i % 10 == 0 {
-            let a = std::net::Ipv4Addr::from(x & 0xffff_ff00);
-            feed.push_str(&format!("{a}/24\n"));
-        } else {
-            feed.push_str(&format!("{}\n", std::net::Ipv4Addr::from(x)));
-        }
-    }
+    // A large feed: addresses plus a DROP-sized set of CIDRs, outside the lab ranges.
+    let mut feed = super::cost::feed(plan.load_entries).join("\n");
+    feed.push('\n');
     let file = agent.dir.join("feed.txt");
     std::fs::write(&file, &feed).unwrap();
     let started = Instant::now();

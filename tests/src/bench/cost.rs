@@ -30,23 +30,31 @@ pub struct PathCost {
     pub verdict: u32,
 }
 
-/// Entries in the lists besides the ones the paths need, spread over the IPv4 space outside
-/// the lab range the frames come from (no traffic is ever sent to them).
-fn filler(i: usize) -> (String, bool) {
-    // A bijective scramble of i over 2^32, skipping 198.18.0.0/15.
+/// An IPv4 address outside the lab range the frames come from, scrambled from `i` (no
+/// traffic is ever sent to it).
+pub fn filler_addr(i: usize) -> Ipv4Addr {
     let mut x = (i as u32).wrapping_mul(2_654_435_761).rotate_left(13) ^ 0x5bd1_e995;
     if x >> 17 == (198u32 << 24 | 18 << 16) >> 17 {
         x ^= 0x8000_0000;
     }
-    let cidr = i % 10 == 0;
-    let addr = Ipv4Addr::from(if cidr { x & 0xffff_ff00 } else { x });
-    (if cidr { format!("{addr}/24") } else { format!("{addr}/32") }, cidr)
+    Ipv4Addr::from(x)
+}
+
+/// A feed of `n` entries the way large ones look: mostly addresses, plus up to 1000 CIDRs (the
+/// size of the Spamhaus DROP list).
+pub fn feed(n: usize) -> Vec<String> {
+    let cidrs = (n / 10).min(1000);
+    let mut out: Vec<String> = (0..n - cidrs).map(|i| format!("{}/32", filler_addr(i))).collect();
+    out.extend((0..cidrs).map(|i| {
+        let a = u32::from(filler_addr(1 << 30 | i)) & 0xffff_ff00;
+        format!("{}/24", Ipv4Addr::from(a))
+    }));
+    out
 }
 
 fn fill(k: &mut Kernel, kind: ListKind, n: usize) {
     let mut list = k.list(kind);
-    for i in 0..n {
-        let (net, _) = filler(i);
+    for net in feed(n) {
         let _ = list.insert(net.parse().unwrap(), None, Origin::Import);
     }
 }
