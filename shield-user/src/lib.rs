@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api;
+mod batch;
 pub mod cli;
 pub mod clock;
 pub mod config;

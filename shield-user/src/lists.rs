@@ -144,6 +144,39 @@ impl List<'_> {
         })
     }
 
+    /// Add or replace many entries with the same value: exact addresses in batches (one system
+    /// call per few thousand), prefixes one by one. On error some may have been written; the
+    /// caller undoes them.
+    pub fn insert_many(&mut self, nets: &[IpNet], entry: ListEntry) -> Result<(), ListError> {
+        let list = self.kind.noun();
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for net in nets {
+            match net {
+                IpNet::V4(n) if n.prefix_len() == 32 => v4.push(n.addr().octets()),
+                IpNet::V6(n) if n.prefix_len() == 128 => v6.push(n.addr().octets()),
+                _ => self.insert_entry(*net, entry)?,
+            }
+        }
+        let batch_err = |e: std::io::Error, first: Option<IpNet>| match e.raw_os_error() {
+            Some(libc::E2BIG) | Some(libc::ENOSPC) | Some(libc::ENOMEM) => {
+                ListError::Full { list, used: 0, capacity: 0 }
+            }
+            _ => ListError::Kernel {
+                net: first.unwrap_or_default(),
+                list,
+                reason: format!("batched map update failed: {e}"),
+            },
+        };
+        crate::batch::update(&*self.hosts_v4, &v4, &vec![entry; v4.len()]).map_err(|e| {
+            batch_err(e, v4.first().map(|a| IpNet::from(std::net::IpAddr::from(*a))))
+        })?;
+        crate::batch::update(&*self.hosts_v6, &v6, &vec![entry; v6.len()]).map_err(|e| {
+            batch_err(e, v6.first().map(|a| IpNet::from(std::net::IpAddr::from(*a))))
+        })?;
+        Ok(())
+    }
+
     /// Set a trie's in-use flag before the first entry goes in, so the program never skips a
     /// trie that holds something.
     fn mark_in_use(&mut self, trie: Trie) -> Result<(), aya::maps::MapError> {
@@ -156,6 +189,25 @@ impl List<'_> {
         let v6_used = self.v6.keys().next().is_some();
         let _ = self.tries_in_use.set(self.tries.0 as u32, u32::from(v4_used), 0);
         let _ = self.tries_in_use.set(self.tries.1 as u32, u32::from(v6_used), 0);
+    }
+
+    /// The entry for exactly `net`, if any (one lookup, no walk).
+    pub fn get(&self, net: IpNet) -> Option<ListEntry> {
+        match net {
+            IpNet::V4(n) if n.prefix_len() == 32 => self.hosts_v4.get(&n.addr().octets(), 0).ok(),
+            IpNet::V6(n) if n.prefix_len() == 128 => self.hosts_v6.get(&n.addr().octets(), 0).ok(),
+            // An LPM lookup returns the longest match; keep it only if it is this prefix.
+            IpNet::V4(n) => self.v4.get(&key_v4(n), 0).ok().filter(|_| {
+                self.v4.keys().flatten().any(|k| {
+                    k.prefix_len() == u32::from(n.prefix_len()) && k.data() == n.network().octets()
+                })
+            }),
+            IpNet::V6(n) => self.v6.get(&key_v6(n), 0).ok().filter(|_| {
+                self.v6.keys().flatten().any(|k| {
+                    k.prefix_len() == u32::from(n.prefix_len()) && k.data() == n.network().octets()
+                })
+            }),
+        }
     }
 
     /// Delete an exact entry.

@@ -31,15 +31,42 @@ pub enum StateError {
     },
 }
 
+/// Who made a dynamic entry (an enum, not a string: a state can hold a million entries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoredOrigin {
+    Manual,
+    Auto,
+    Import,
+}
+
+impl StoredOrigin {
+    pub fn from_kernel(origin: u32) -> StoredOrigin {
+        match shield_common::lists::Origin::from_u32(origin) {
+            Some(shield_common::lists::Origin::Auto) => StoredOrigin::Auto,
+            Some(shield_common::lists::Origin::Import) => StoredOrigin::Import,
+            _ => StoredOrigin::Manual,
+        }
+    }
+
+    pub fn to_kernel(self) -> shield_common::lists::Origin {
+        match self {
+            StoredOrigin::Manual => shield_common::lists::Origin::Manual,
+            StoredOrigin::Auto => shield_common::lists::Origin::Auto,
+            StoredOrigin::Import => shield_common::lists::Origin::Import,
+        }
+    }
+}
+
 /// One dynamic list entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEntry {
     pub list: ListKind,
     pub net: IpNet,
-    /// manual, auto or import.
-    pub origin: String,
+    pub origin: StoredOrigin,
     pub created_at_unix: u64,
     /// Wall-clock expiry (the kernel's monotonic clock restarts at boot); none = permanent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_unix: Option<u64>,
     /// For auto-bans: the offence count that set the ban's length.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,6 +163,15 @@ impl State {
         self.entries.remove(&(list, net)).is_some()
     }
 
+    /// Entries expired at `now_unix` (without removing them).
+    pub fn expired(&self, now_unix: u64) -> Vec<(ListKind, IpNet)> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.expires_at_unix.is_some_and(|t| t <= now_unix))
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
     /// Drop entries expired at `now_unix`; returns how many.
     pub fn remove_expired(&mut self, now_unix: u64) -> usize {
         let before = self.entries.len();
@@ -177,7 +213,7 @@ mod tests {
         StoredEntry {
             list: ListKind::Block,
             net: net.parse().unwrap(),
-            origin: "manual".into(),
+            origin: StoredOrigin::Manual,
             created_at_unix: 1,
             expires_at_unix: None,
             offences: None,

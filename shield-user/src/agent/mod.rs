@@ -147,7 +147,7 @@ pub async fn run(args: RunArgs, socket: Option<PathBuf>) -> anyhow::Result<()> {
     let listener = bind_socket(&socket)?;
     let app = server::router(shared.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let housekeeping = tokio::spawn(housekeeping(shared.clone()));
+    let housekeeping = tokio::spawn(housekeeping(shared.clone(), pin_dir.clone()));
     let reader = tokio::spawn(events::read(events, shared.clone()));
     let metrics = match metrics_addr {
         // Bind now, so a taken port is an error at start rather than a silent absence.
@@ -230,22 +230,48 @@ fn bind_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListene
 /// Ticks between counts of the source map (counting walks the whole map).
 const SOURCE_COUNT_TICKS: u64 = 5;
 
-async fn housekeeping(shared: server::Shared) {
+/// Every second: expiries and state writes (under the lock, cheap); every few seconds: count
+/// the tracked sources through a handle of its own on the pinned map, outside the lock (a full
+/// map takes a while to walk, and scrapes and CLI calls must not wait for it).
+async fn housekeeping(shared: server::Shared, pin_dir: PathBuf) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    let buckets = open_buckets(&pin_dir);
+    let buckets = Arc::new(Mutex::new(buckets));
     let mut n = 0u64;
     loop {
         tick.tick().await;
         let shared = shared.clone();
+        let buckets = buckets.clone();
         let count_sources = n.is_multiple_of(SOURCE_COUNT_TICKS);
         n += 1;
         let _ = tokio::task::spawn_blocking(move || {
             if let Ok(mut s) = shared.lock() {
                 s.expire();
-                if count_sources {
-                    s.count_sources();
+            }
+            if count_sources
+                && let Ok(guard) = buckets.lock()
+                && let Some(map) = guard.as_ref()
+            {
+                let tracked = map.keys().count();
+                if let Ok(mut s) = shared.lock() {
+                    s.sources_tracked = tracked;
                 }
             }
         })
         .await;
     }
+}
+
+type Buckets = aya::maps::HashMap<
+    aya::maps::MapData,
+    shield_common::source::SourceKey,
+    shield_common::source::SourceState,
+>;
+
+fn open_buckets(pin_dir: &std::path::Path) -> Option<Buckets> {
+    let path = pin_dir.join(shield_common::maps::BUCKETS);
+    let data = aya::maps::MapData::from_pin(&path)
+        .map_err(|e| tracing::warn!(error = %e, "cannot open the pinned source map; shield_sources_tracked stays 0"))
+        .ok()?;
+    Buckets::try_from(aya::maps::Map::LruHashMap(data)).ok()
 }

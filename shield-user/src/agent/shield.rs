@@ -33,7 +33,7 @@ use crate::{
     lists::{self, List, ListError, ListKind, parse_net},
     policies::{MIN_BYTES_BURST, PolicyError, PolicySpec, PolicyTable, RateSpec},
     program::Loaded,
-    state::{State, StateError, StoredEntry},
+    state::{State, StateError, StoredEntry, StoredOrigin},
     stats,
 };
 
@@ -112,6 +112,8 @@ pub struct Shield {
     pub events_received: [u64; 2],
     /// When the running configuration was loaded (start or last successful reload).
     pub config_loaded_unix: u64,
+    /// The lost-events count at the last full sweep of the maps.
+    events_lost_swept: u64,
 }
 
 impl Shield {
@@ -142,6 +144,7 @@ impl Shield {
             sources_tracked: 0,
             events_received: [0, 0],
             config_loaded_unix: clock::unix_now(),
+            events_lost_swept: 0,
         };
         shield.policies = shield.read_policies();
         shield.apply_config(config)?;
@@ -340,7 +343,7 @@ impl Shield {
         self.state.remove_expired(now_unix);
         for e in self.state.entries.values().cloned().collect::<Vec<_>>() {
             let ttl = e.expires_at_unix.map(|t| Duration::from_secs(t.saturating_sub(now_unix)));
-            let origin = origin_from_name(&e.origin);
+            let origin = e.origin.to_kernel();
             self.list(e.list).insert_entry(e.net, lists::entry(ttl, origin, e.created_at_unix))?;
         }
         for kind in [ListKind::Allow, ListKind::Block] {
@@ -406,8 +409,7 @@ impl Shield {
         }
         let ttl = req.ttl_secs.map(Duration::from_secs);
         let entry = lists::entry(ttl, Origin::Manual, clock::unix_now());
-        let previous =
-            self.list(kind).entries().into_iter().find(|(n, _)| *n == net).map(|(_, e)| e);
+        let previous = self.list(kind).get(net);
         if previous.is_some_and(|p| p.origin == Origin::Config as u32) {
             return Err(ControlError::Management { net });
         }
@@ -432,8 +434,7 @@ impl Shield {
         req: &api::ListDelete,
     ) -> Result<IpNet, ControlError> {
         let net = parse_net(&req.net)?;
-        let current =
-            self.list(kind).entries().into_iter().find(|(n, _)| *n == net).map(|(_, e)| e);
+        let current = self.list(kind).get(net);
         if current.is_some_and(|e| e.origin == Origin::Config as u32) {
             return Err(ControlError::Management { net });
         }
@@ -473,13 +474,25 @@ impl Shield {
                 }
             }
         }
-        let existing: Vec<(IpNet, ListEntry)> = self.list(ListKind::Block).entries();
-        let present: BTreeSet<IpNet> = existing.iter().map(|(n, _)| *n).collect();
+        // What the blocklist holds, from the state and the configuration (no map walk: the
+        // blocklist may hold a million entries).
+        let mut present: BTreeSet<IpNet> = self
+            .state
+            .entries
+            .keys()
+            .filter(|(k, _)| *k == ListKind::Block)
+            .map(|(_, n)| *n)
+            .collect();
+        present.extend(&self.config.block);
         let new: BTreeSet<IpNet> = nets.iter().copied().collect();
-        let previous_import: Vec<IpNet> = existing
+        let previous_import: Vec<IpNet> = self
+            .state
+            .entries
             .iter()
-            .filter(|(n, e)| e.origin == Origin::Import as u32 && !new.contains(n))
-            .map(|(n, _)| *n)
+            .filter(|((k, n), e)| {
+                *k == ListKind::Block && e.origin == StoredOrigin::Import && !new.contains(n)
+            })
+            .map(|((_, n), _)| *n)
             .collect();
         let removed = if req.replace { previous_import.len() } else { 0 };
         let added = nets.iter().filter(|n| !present.contains(n)).count();
@@ -503,23 +516,21 @@ impl Shield {
         if req.dry_run {
             return Ok(result);
         }
+        let started = std::time::Instant::now();
         let ttl = req.ttl_secs.map(Duration::from_secs);
         let entry = lists::entry(ttl, Origin::Import, clock::unix_now());
-        let mut written = Vec::new();
-        for net in &nets {
-            if let Err(e) = self.list(ListKind::Block).insert_entry(*net, entry) {
-                // All or nothing: take back what this import added.
-                for n in written {
-                    let _ = self.list(ListKind::Block).remove(n);
-                }
-                return Err(e.into());
+        if let Err(e) = self.list(ListKind::Block).insert_many(&nets, entry) {
+            // All or nothing: take back what this import added.
+            for net in nets.iter().filter(|n| !present.contains(n)) {
+                let _ = self.list(ListKind::Block).remove(*net);
             }
-            if !present.contains(net) {
-                written.push(*net);
-            }
+            return Err(e.into());
         }
+        let map_secs = started.elapsed().as_secs_f64();
+        let record =
+            stored(ListKind::Block, "0.0.0.0/32".parse().unwrap_or_default(), &entry, None);
         for net in &nets {
-            let record = stored(ListKind::Block, *net, &entry, None);
+            let record = StoredEntry { net: *net, ..record.clone() };
             self.state.upsert(StoredEntry { reason: reason.clone(), ..record });
         }
         if req.replace {
@@ -528,28 +539,47 @@ impl Shield {
                 self.state.remove(ListKind::Block, *net);
             }
         }
+        let state_started = std::time::Instant::now();
         self.persist()?;
         tracing::info!(
             added = result.added,
             updated = result.updated,
             removed = result.removed,
+            map_secs,
+            state_secs = state_started.elapsed().as_secs_f64(),
+            total_secs = started.elapsed().as_secs_f64(),
             "blocklist imported"
         );
         Ok(result)
     }
 
-    /// Remove expired entries from the maps and the state; refresh the kernel's wall-clock
-    /// offset.
+    /// Remove expired entries from the maps and the state (found from the state, not by
+    /// walking maps that may hold a million entries; the kernel ignores expired entries from
+    /// the moment they expire); refresh the tries' in-use flags and the kernel's wall-clock
+    /// offset. When the kernel lost events, auto-bans may be missing from the state, so the
+    /// maps are swept once.
     pub fn expire(&mut self) -> usize {
-        let removed = self.list(ListKind::Block).remove_expired()
-            + self.list(ListKind::Allow).remove_expired();
-        let forgotten = self.state.remove_expired(clock::unix_now());
-        self.list(ListKind::Block).refresh_in_use();
-        self.list(ListKind::Allow).refresh_in_use();
-        if removed > 0 || forgotten > 0 {
+        let expired = self.state.expired(clock::unix_now());
+        for (kind, net) in &expired {
+            let _ = self.list(*kind).remove(*net);
+            self.state.remove(*kind, *net);
+        }
+        let mut removed = expired.len();
+        let lost = self
+            .health()
+            .iter()
+            .find(|(n, _)| n == Health::EventsLost.name())
+            .map_or(0, |(_, v)| *v);
+        if lost > self.events_lost_swept {
+            self.events_lost_swept = lost;
+            removed += self.list(ListKind::Block).remove_expired();
+        }
+        if removed > 0 {
             tracing::info!(removed, "expired list entries removed");
             self.state_dirty = true;
         }
+        self.list(ListKind::Block).refresh_in_use();
+        self.list(ListKind::Allow).refresh_in_use();
         if let Ok(mut runtime) = self.loaded.maps.config.get(&0, 0) {
             runtime.realtime_offset_ns = clock::realtime_offset_ns();
             let _ = self.loaded.maps.config.set(0, runtime, 0);
@@ -575,7 +605,7 @@ impl Shield {
                     self.state.upsert(StoredEntry {
                         list: ListKind::Block,
                         net,
-                        origin: Origin::Auto.name().to_owned(),
+                        origin: StoredOrigin::Auto,
                         created_at_unix: record.time_unix,
                         expires_at_unix: Some(expires),
                         offences: record.offences,
@@ -721,9 +751,12 @@ impl Shield {
             entries,
             capacity,
         };
-        let (allow_v4, allow_v6) = self.list(ListKind::Allow).counts();
-        let (block_v4, block_v6) = self.list(ListKind::Block).counts();
-        let sources = self.loaded.maps.buckets.keys().count();
+        let count = |kind, v4| {
+            self.list_counts().iter().find(|(k, f, _)| *k == kind && *f == v4).map_or(0, |c| c.2)
+        };
+        let (allow_v4, allow_v6) = (count(ListKind::Allow, true), count(ListKind::Allow, false));
+        let (block_v4, block_v6) = (count(ListKind::Block, true), count(ListKind::Block, false));
+        let sources = self.sources_tracked;
         let map_fill = vec![
             fill("allow_v4", allow_v4, ALLOW_V4_CAPACITY),
             fill("allow_v6", allow_v6, ALLOW_V6_CAPACITY),
@@ -811,23 +844,17 @@ impl Shield {
 
     /// Auto-bans in force, per (IPv4?) family.
     pub fn active_bans(&self) -> (usize, usize) {
-        let auto = Origin::Auto.name();
         let bans = self
             .state
             .entries
             .iter()
-            .filter(|((k, _), e)| *k == ListKind::Block && e.origin == auto);
+            .filter(|((k, _), e)| *k == ListKind::Block && e.origin == StoredOrigin::Auto);
         bans.fold(
             (0, 0),
             |(v4, v6), ((_, n), _)| {
                 if matches!(n, IpNet::V4(_)) { (v4 + 1, v6) } else { (v4, v6 + 1) }
             },
         )
-    }
-
-    /// Count the sources in the bucket map (walks it; called from housekeeping).
-    pub fn count_sources(&mut self) {
-        self.sources_tracked = self.loaded.maps.buckets.keys().count();
     }
 
     /// Policy names by slot (for metric labels).
@@ -855,21 +882,12 @@ fn check_reason(reason: Option<&str>) -> Result<Option<String>, ControlError> {
     Ok(Some(r.to_owned()))
 }
 
-fn origin_from_name(name: &str) -> Origin {
-    match name {
-        "auto" => Origin::Auto,
-        "import" => Origin::Import,
-        "config" => Origin::Config,
-        _ => Origin::Manual,
-    }
-}
-
 /// The state record of a map entry.
 fn stored(kind: ListKind, net: IpNet, e: &ListEntry, offences: Option<u64>) -> StoredEntry {
     StoredEntry {
         list: kind,
         net,
-        origin: Origin::from_u32(e.origin).map_or("manual", Origin::name).to_owned(),
+        origin: StoredOrigin::from_kernel(e.origin),
         created_at_unix: e.created_at_unix,
         expires_at_unix: clock::remaining(e.expires_at_ns)
             .map(|d| clock::unix_now() + d.as_secs().max(1)),

@@ -51,6 +51,9 @@ pub fn run(plan: &Plan) -> ControlResult {
     let started = Instant::now();
     let report = agent.json(&["block", "import", file.to_str().unwrap()]);
     let load_secs = started.elapsed().as_secs_f64();
+    if let Some(line) = agent.log_text().lines().find(|l| l.contains("blocklist imported")) {
+        eprintln!("bench: {line}");
+    }
     let entries = report["total"].as_u64().unwrap() as usize;
 
     // Fill the bucket map to capacity, as a flood from many sources would.

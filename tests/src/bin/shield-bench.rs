@@ -22,6 +22,10 @@ fn main() {
                 })
             },
         );
+    if std::env::args().any(|a| a == "--control-only") {
+        println!("{}", serde_json::to_string_pretty(&control::run(&plan)).unwrap_or_default());
+        return;
+    }
     println!("bench: cost per packet ({} repeats × {} runs)", plan.repeat, plan.runs);
     let floor = cost::floor(&plan);
     let xdp_filter = cost::xdp_filter(&plan);
@@ -30,6 +34,7 @@ fn main() {
     let flood = flood::run_all(&plan);
     println!("bench: control plane ({} blocklist entries)", plan.load_entries);
     let control = control::run(&plan);
+
     let mut report = Report {
         machine: Machine::read(),
         quick,
