@@ -56,6 +56,9 @@ pub struct AgentSection {
     pub state_dir: String,
     /// On stop, leave the program attached (the next agent adopts it: upgrades).
     pub keep_attached: bool,
+    /// Group that owns the control socket (mode 0660): its members may use the CLI without
+    /// root. Empty: root only.
+    pub socket_group: String,
 }
 
 impl Default for AgentSection {
@@ -67,6 +70,7 @@ impl Default for AgentSection {
             pin_root: shield_common::maps::DEFAULT_PIN_ROOT.into(),
             state_dir: "/var/lib/shield".into(),
             keep_attached: false,
+            socket_group: String::new(),
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct Agent {
     child: Option<Child>,
     /// Leave pins, configuration and state behind on drop (for a restart with a new agent).
     keep_on_drop: bool,
+    /// A command that runs `shield run` (e.g. setpriv with a reduced capability set).
+    pub wrapper: Vec<String>,
 }
 
 impl Agent {
@@ -78,6 +80,7 @@ impl Agent {
             pin_root,
             child: None,
             keep_on_drop: false,
+            wrapper: Vec::new(),
         }
     }
 
@@ -101,7 +104,19 @@ impl Agent {
     /// Start an agent with this socket and pin root; its configuration and state live next to
     /// the socket.
     pub fn start_with(lab: &Lab, socket: &Path, pin_root: &Path, extra: &[&str]) -> Agent {
+        Self::start_wrapped(lab, socket, pin_root, &[], extra)
+    }
+
+    /// Start an agent through `wrapper` (a command prefix such as setpriv).
+    pub fn start_wrapped(
+        lab: &Lab,
+        socket: &Path,
+        pin_root: &Path,
+        wrapper: &[&str],
+        extra: &[&str],
+    ) -> Agent {
         let mut agent = Agent::handle(socket.to_owned(), pin_root.to_owned());
+        agent.wrapper = wrapper.iter().map(|s| (*s).to_owned()).collect();
         let child = agent.spawn(lab, extra);
         agent.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -120,6 +135,7 @@ impl Agent {
         let log = std::fs::File::create(&self.log).unwrap();
         Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", lab.server_ns))
+            .args(&self.wrapper)
             .arg(shield_bin())
             .args(["run", "--iface", &lab.server_if, "--socket"])
             .arg(&self.socket)

@@ -577,7 +577,7 @@ fn unprivileged_users_get_a_clear_refusal() {
     };
     let run = as_nobody(&["run", "--iface", "lo", "--socket", "/tmp/shield-nobody.sock"]);
     assert!(!run.status.success());
-    assert!(stderr(&run).contains("needs root"), "{}", stderr(&run));
+    assert!(stderr(&run).contains("lacks CAP_BPF"), "{}", stderr(&run));
     let socket = agent.socket.to_str().unwrap().to_owned();
     // The socket's directory is world-traversable here; the socket itself is 0660 root.
     std::fs::set_permissions(
@@ -587,5 +587,126 @@ fn unprivileged_users_get_a_clear_refusal() {
     .unwrap();
     let status = as_nobody(&["--socket", &socket, "status"]);
     assert!(!status.status.success());
-    assert!(stderr(&status).contains("permission denied"), "{}", stderr(&status));
+    assert!(
+        stderr(&status).contains("permission denied")
+            && stderr(&status).contains("only root may use it"),
+        "{}",
+        stderr(&status)
+    );
+}
+
+// ---- least privilege ----
+
+#[test]
+fn agent_runs_with_only_the_capabilities_it_needs() {
+    let mut lab = Lab::new(&["198.18.0.10/16"]);
+    lab.start_http_server(HTTP_PORT);
+    let dir = Agent::dir_for(&lab);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("shield.toml"), "").unwrap();
+    let agent = Agent::start_wrapped(
+        &lab,
+        &dir.join("shield.sock"),
+        &Agent::pin_root_for(&lab),
+        &["setpriv", "--bounding-set=-all,+bpf,+perfmon,+net_admin", "--inh-caps=-all", "--"],
+        &[],
+    );
+    agent.ok(&["block", "add", "198.18.0.10"]);
+    assert!(!lab.http_get("198.18.0.10", SERVER_V4, HTTP_PORT, 1), "blocked source connected");
+}
+
+#[test]
+fn a_missing_capability_is_named() {
+    let lab = Lab::new(&[]);
+    let dir = Agent::dir_for(&lab);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("shield.toml"), "").unwrap();
+    let mut probe = Agent::handle(dir.join("shield.sock"), Agent::pin_root_for(&lab));
+    probe.wrapper = ["setpriv", "--bounding-set=-all,+perfmon,+net_admin", "--inh-caps=-all", "--"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let out = probe.spawn(&lab, &[]).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let log = probe.log_text();
+    // Only the missing one is named as missing.
+    assert!(log.contains("lacks CAP_BPF (create maps and load the program); run it as root"), "{log}");
+    assert!(
+        !Agent::pin_root_for(&lab).join("v4").exists()
+            || std::fs::read_dir(Agent::pin_root_for(&lab)).unwrap().count() == 0,
+        "a refused agent created pins"
+    );
+}
+
+/// A user and a group that exist for one test, removed on drop.
+struct TempAccount {
+    user: String,
+    group: Option<String>,
+}
+
+impl TempAccount {
+    fn new(user: &str, group: Option<&str>) -> TempAccount {
+        if let Some(g) = group {
+            shield_tests::lab::sh(&["groupadd", g]);
+        }
+        let mut cmd = vec![
+            "useradd",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--no-user-group",
+            "--gid",
+            "nogroup",
+        ];
+        if let Some(g) = group {
+            cmd.extend(["--groups", g]);
+        }
+        cmd.push(user);
+        shield_tests::lab::sh(&cmd);
+        TempAccount { user: user.to_owned(), group: group.map(str::to_owned) }
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("setpriv")
+            .args(["--reuid", &self.user, "--regid", "nogroup", "--init-groups", "--"])
+            .arg(shield_bin())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for TempAccount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel").arg(&self.user).output();
+        if let Some(g) = &self.group {
+            let _ = std::process::Command::new("groupdel").arg(g).output();
+        }
+    }
+}
+
+#[test]
+fn socket_group_members_use_the_cli_and_others_are_told_why_not() {
+    let lab = Lab::new(&[]);
+    let group = format!("shg{}", lab.id);
+    let member = TempAccount::new(&format!("shm{}", lab.id), Some(&group));
+    let outsider = TempAccount::new(&format!("sho{}", lab.id), None);
+    let agent =
+        Agent::start_configured(&lab, &format!("[agent]\nsocket_group = \"{group}\"\n"), &[]);
+    // The socket's directory must be traversable; the socket itself is 0660 root:group.
+    std::fs::set_permissions(&agent.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let socket = agent.socket.to_str().unwrap().to_owned();
+    let ok = member.run(&["--socket", &socket, "block", "add", "198.18.9.9"]);
+    assert!(ok.status.success(), "a member of {group} could not use the CLI: {}", stderr(&ok));
+    let refused = outsider.run(&["--socket", &socket, "status"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains(&format!("member of group '{group}'")),
+        "{}",
+        stderr(&refused)
+    );
+    let refused = outsider.run(&["--socket", &socket, "block", "add", "198.18.8.8"]);
+    assert!(!refused.status.success());
+    assert_eq!(agent.json(&["block", "list"])["entries"].as_array().unwrap().len(), 1);
 }

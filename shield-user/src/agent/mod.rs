@@ -6,6 +6,7 @@ pub mod attach;
 pub mod bpffs;
 mod events;
 mod lock;
+mod privileges;
 pub mod server;
 pub mod shield;
 
@@ -60,7 +61,7 @@ pub struct RunArgs {
 
 /// Run the agent until SIGINT or SIGTERM. `socket`: the global `--socket`, if given.
 pub async fn run(args: RunArgs, socket: Option<PathBuf>) -> anyhow::Result<()> {
-    require_root()?;
+    privileges::check()?;
     let checked = Config::load_or_default(&args.config)?;
     let agent = &checked.file.agent;
     let interfaces =
@@ -79,6 +80,10 @@ pub async fn run(args: RunArgs, socket: Option<PathBuf>) -> anyhow::Result<()> {
     let state_dir = args.state_dir.clone().unwrap_or_else(|| PathBuf::from(&agent.state_dir));
     let mode = args.mode.unwrap_or(agent.mode);
     let keep_attached = args.keep_attached || agent.keep_attached;
+    let agent_socket_group = agent.socket_group.clone();
+    if !agent_socket_group.is_empty() {
+        group_id(&agent_socket_group)?;
+    }
     let metrics_listen =
         args.metrics_listen.clone().unwrap_or_else(|| checked.file.metrics.listen.clone());
     let metrics_addr: Option<std::net::SocketAddr> =
@@ -144,7 +149,7 @@ pub async fn run(args: RunArgs, socket: Option<PathBuf>) -> anyhow::Result<()> {
         .collect();
 
     let shared = Arc::new(Mutex::new(shield));
-    let listener = bind_socket(&socket)?;
+    let listener = bind_socket(&socket, &agent_socket_group)?;
     let app = server::router(shared.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let housekeeping = tokio::spawn(housekeeping(shared.clone(), pin_dir.clone()));
@@ -203,19 +208,9 @@ pub async fn run(args: RunArgs, socket: Option<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn require_root() -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!(
-            "shield run needs root (it loads BPF programs and attaches them to interfaces: CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for bpffs); run it as root or from the systemd unit"
-        );
-    }
-    Ok(())
-}
-
-/// Bind the control socket, mode 0660. The agent lock is held, so a socket file left behind
-/// is stale and can be replaced.
-fn bind_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+/// Bind the control socket, mode 0660, owned by `group` when given (its members may use the
+/// CLI). The agent lock is held, so a socket file left behind is stale and can be replaced.
+fn bind_socket(path: &std::path::Path, group: &str) -> anyhow::Result<tokio::net::UnixListener> {
     if path.exists() {
         std::fs::remove_file(path)
             .with_context(|| format!("removing the stale socket {}", path.display()))?;
@@ -224,6 +219,15 @@ fn bind_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListene
         .with_context(|| format!("binding the control socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("setting mode 0660 on {}", path.display()))?;
+    if !group.is_empty() {
+        let gid = group_id(group)?;
+        std::os::unix::fs::chown(path, None, Some(gid)).with_context(|| {
+            format!(
+                "giving the socket {} to group '{group}' (the agent needs CAP_CHOWN, or to be a member of '{group}')",
+                path.display()
+            )
+        })?;
+    }
     Ok(listener)
 }
 
@@ -274,4 +278,20 @@ fn open_buckets(pin_dir: &std::path::Path) -> Option<Buckets> {
         .map_err(|e| tracing::warn!(error = %e, "cannot open the pinned source map; shield_sources_tracked stays 0"))
         .ok()?;
     Buckets::try_from(aya::maps::Map::LruHashMap(data)).ok()
+}
+
+/// The id of a group, or an error saying how to create it.
+fn group_id(name: &str) -> anyhow::Result<u32> {
+    let c = std::ffi::CString::new(name)
+        .map_err(|_| anyhow::anyhow!("group name {name:?} contains a NUL byte"))?;
+    // SAFETY: `c` is a valid NUL-terminated string; getgrnam returns null or a pointer to a
+    // static entry that we read at once.
+    let entry = unsafe { libc::getgrnam(c.as_ptr()) };
+    if entry.is_null() {
+        bail!(
+            "agent.socket_group: group '{name}' does not exist; create it (groupadd {name}) or leave socket_group empty"
+        );
+    }
+    // SAFETY: non-null, points to a valid group entry (see above).
+    Ok(unsafe { (*entry).gr_gid })
 }

@@ -51,7 +51,8 @@ impl Client {
                     "no shield agent is running (nothing listening on {socket}); start it with `shield run --iface IFACE` or `systemctl start shield`"
                 ),
                 std::io::ErrorKind::PermissionDenied => anyhow!(
-                    "permission denied on {socket}: run as root or as a member of the socket's group"
+                    "permission denied on {socket}: {}",
+                    socket_access_hint(&self.socket)
                 ),
                 _ => anyhow!("connecting to the agent at {socket} failed: {e}"),
             }
@@ -91,6 +92,25 @@ impl Client {
             ),
         }
     }
+}
+
+/// Who may use the socket: its group, when it has one besides root.
+fn socket_access_hint(socket: &Path) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    let gid = std::fs::metadata(socket).map(|m| m.gid()).unwrap_or(0);
+    if gid == 0 {
+        return "only root may use it (set agent.socket_group to let a group use the CLI)".into();
+    }
+    // SAFETY: getgrgid returns null or a pointer to a static entry that is read at once.
+    let name = unsafe {
+        let entry = libc::getgrgid(gid);
+        if entry.is_null() {
+            gid.to_string()
+        } else {
+            std::ffi::CStr::from_ptr((*entry).gr_name).to_string_lossy().into_owned()
+        }
+    };
+    format!("run as root or as a member of group '{name}' (the socket is mode 0660, group {name})")
 }
 
 /// Status code and body of an HTTP/1.1 response (Content-Length or chunked).
