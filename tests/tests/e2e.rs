@@ -630,7 +630,10 @@ fn a_missing_capability_is_named() {
     assert!(!out.status.success());
     let log = probe.log_text();
     // Only the missing one is named as missing.
-    assert!(log.contains("lacks CAP_BPF (create maps and load the program); run it as root"), "{log}");
+    assert!(
+        log.contains("lacks CAP_BPF (create maps and load the program); run it as root"),
+        "{log}"
+    );
     assert!(
         !Agent::pin_root_for(&lab).join("v4").exists()
             || std::fs::read_dir(Agent::pin_root_for(&lab)).unwrap().count() == 0,

@@ -6,6 +6,7 @@ pub mod attach;
 pub mod bpffs;
 mod events;
 mod lock;
+mod notify;
 mod privileges;
 pub mod server;
 pub mod shield;
@@ -165,6 +166,7 @@ pub async fn run(args: RunArgs, socket: Option<PathBuf>) -> anyhow::Result<()> {
         None => None,
     };
     tracing::info!(socket = %socket.display(), interfaces = ?interfaces, "shield is running");
+    notify::notify(&format!("READY=1\nSTATUS=protecting {}", interfaces.join(", ")));
 
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -176,6 +178,7 @@ pub async fn run(args: RunArgs, socket: Option<PathBuf>) -> anyhow::Result<()> {
             _ = sigint.recv() => { tracing::info!("SIGINT: stopping"); break; }
             _ = sighup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
+                notify::notify("RELOADING=1");
                 let shared = shared.clone();
                 // Errors are logged and counted by reload itself.
                 let _ = tokio::task::spawn_blocking(move || {
@@ -184,10 +187,12 @@ pub async fn run(args: RunArgs, socket: Option<PathBuf>) -> anyhow::Result<()> {
                     }
                 })
                 .await;
+                notify::notify("READY=1");
             }
             r = &mut server => bail!("the control API stopped: {r:?}"),
         }
     }
+    notify::notify("STOPPING=1");
     housekeeping.abort();
     reader.abort();
     if let Some(m) = metrics {
@@ -238,20 +243,33 @@ const SOURCE_COUNT_TICKS: u64 = 5;
 /// the tracked sources through a handle of its own on the pinned map, outside the lock (a full
 /// map takes a while to walk, and scrapes and CLI calls must not wait for it).
 async fn housekeeping(shared: server::Shared, pin_dir: PathBuf) {
-    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    let watchdog = notify::watchdog_interval();
+    // A round each second, or more often when the watchdog needs petting more often.
+    let period = watchdog.map_or(HOUSEKEEPING_INTERVAL, |w| {
+        w.clamp(Duration::from_millis(50), HOUSEKEEPING_INTERVAL)
+    });
+    let mut tick = tokio::time::interval(period);
     let buckets = open_buckets(&pin_dir);
     let buckets = Arc::new(Mutex::new(buckets));
     let mut n = 0u64;
+    let mut last_pet = std::time::Instant::now();
     loop {
         tick.tick().await;
         let shared = shared.clone();
         let buckets = buckets.clone();
-        let count_sources = n.is_multiple_of(SOURCE_COUNT_TICKS);
+        let count_sources = n.is_multiple_of(
+            SOURCE_COUNT_TICKS
+                * (HOUSEKEEPING_INTERVAL.as_millis() / period.as_millis().max(1)) as u64,
+        );
         n += 1;
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Ok(mut s) = shared.lock() {
-                s.expire();
-            }
+        let round = tokio::task::spawn_blocking(move || {
+            let healthy = match shared.lock() {
+                Ok(mut s) => {
+                    s.expire();
+                    true
+                }
+                Err(_) => false,
+            };
             if count_sources
                 && let Ok(guard) = buckets.lock()
                 && let Some(map) = guard.as_ref()
@@ -261,8 +279,18 @@ async fn housekeeping(shared: server::Shared, pin_dir: PathBuf) {
                     s.sources_tracked = tracked;
                 }
             }
+            healthy
         })
         .await;
+        // Petted only after a housekeeping round got the lock and finished: a stuck agent
+        // stops petting, and systemd restarts it.
+        if let Some(every) = watchdog
+            && matches!(round, Ok(true))
+            && last_pet.elapsed() >= every
+        {
+            notify::notify("WATCHDOG=1");
+            last_pet = std::time::Instant::now();
+        }
     }
 }
 
