@@ -187,7 +187,8 @@ impl PolicySpec {
     }
 }
 
-fn validate_name(name: &str) -> Result<(), PolicyError> {
+/// Policy names: 1..=16 of a-z, 0-9, `-` and `_` (they go into URLs and metric labels).
+pub fn validate_name(name: &str) -> Result<(), PolicyError> {
     let ok = !name.is_empty()
         && name.len() <= POLICY_NAME_LEN
         && name

@@ -471,7 +471,6 @@ fn invalid_addresses_are_refused_and_change_nothing() {
         let err = stderr(&out);
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(err.starts_with("error: "), "{args:?}: {err}");
-        // One line says what is wrong; argument errors may add clap's pointer to --help.
         let extra: Vec<&str> = err.lines().skip(1).filter(|l| !l.trim().is_empty()).collect();
         assert!(
             extra.is_empty() || extra == ["For more information, try '--help'."],

@@ -92,6 +92,8 @@ pub fn run(client: &Client, format: Format, cmd: &PolicyCommand) -> anyhow::Resu
             v6_prefix,
             monitor,
         } => {
+            // Checked here too: the name goes into the request path.
+            crate::policies::validate_name(name)?;
             let ports = match ports {
                 None => None,
                 Some(list) => Some(
