@@ -27,8 +27,16 @@ pub struct RuntimeConfig {
     pub realtime_offset_ns: u64,
     /// Budget for sampled drop events (events/s with burst); off = no samples.
     pub drop_samples: Limit,
+    /// Budget for admitting new sources into per-source tracking (sources/s with burst); off =
+    /// every new source is tracked. Beyond it, untracked sources share buckets per
+    /// aggregate prefix, so a spoofed flood cannot churn the source map or pass as fresh
+    /// sources.
+    pub admission: Limit,
+    pub aggregate_v4_prefix: u8,
+    pub aggregate_v6_prefix: u8,
+    pub _reserved: [u8; 6],
 }
-const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 72);
+const _: () = assert!(core::mem::size_of::<RuntimeConfig>() == 112);
 
 impl RuntimeConfig {
     #[inline(always)]

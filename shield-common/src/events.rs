@@ -63,18 +63,25 @@ pub enum Health {
     BanWriteFailed = 1,
     /// New sources that could not be tracked (bucket map update failed).
     SourceWriteFailed = 2,
+    /// Frames of sources beyond the admission budget, charged to their aggregate prefix.
+    SourcesAggregated = 3,
 }
 
 impl Health {
-    pub const COUNT: u32 = 3;
-    pub const ALL: [Health; 3] =
-        [Health::EventsLost, Health::BanWriteFailed, Health::SourceWriteFailed];
+    pub const COUNT: u32 = 4;
+    pub const ALL: [Health; 4] = [
+        Health::EventsLost,
+        Health::BanWriteFailed,
+        Health::SourceWriteFailed,
+        Health::SourcesAggregated,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
             Health::EventsLost => "events_lost",
             Health::BanWriteFailed => "ban_write_failed",
             Health::SourceWriteFailed => "source_write_failed",
+            Health::SourcesAggregated => "sources_aggregated",
         }
     }
 }

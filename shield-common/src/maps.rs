@@ -45,6 +45,12 @@ pub const SAMPLER: &str = "SAMPLER";
 /// Per-CPU health counters, by [`crate::events::Health`].
 pub const HEALTH: &str = "HEALTH";
 
+/// One entry: the shared TAT of the new-source admission budget.
+pub const ADMISSION: &str = "ADMISSION";
+/// Buckets of untracked sources, per aggregate prefix (LRU).
+pub const AGGREGATES: &str = "AGGREGATES";
+pub const AGGREGATES_CAPACITY: u32 = 65_536;
+
 /// Bytes of the events ring buffer (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 
@@ -61,7 +67,7 @@ pub const BUCKETS_CAPACITY: u32 = 262_144;
 
 /// Version of the map layout. Pins live under `<pin root>/v<LAYOUT_VERSION>` so a build with a
 /// different layout never adopts maps it cannot read.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Default root for pins (a bpffs mount point).
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/shield";

@@ -220,13 +220,14 @@ fn charge_source(
     } else {
         SourceKey::v6(info.src, policy.v6_prefix_len, policy_id as u8)
     };
+    let fresh = SourceState { last_seen_ns: now, window_start_ns: now, ..SourceState::default() };
+    let mut key = key;
+    let mut tracked = true;
     let state = match BUCKETS.get_ptr_mut(key) {
         Some(state) => state,
-        None => {
+        None if admitted(config, now) => {
             // A new source: its buckets start full. BPF_NOEXIST: if another CPU inserted it
             // first, use that entry.
-            let fresh =
-                SourceState { last_seen_ns: now, window_start_ns: now, ..SourceState::default() };
             let _ = BUCKETS.insert(key, fresh, BPF_NOEXIST.into());
             match BUCKETS.get_ptr_mut(key) {
                 Some(state) => state,
@@ -236,9 +237,27 @@ fn charge_source(
                 }
             }
         }
+        None => {
+            // Beyond the admission budget (a flood of new, likely spoofed, sources): share the
+            // buckets of the aggregate prefix rather than take a fresh, full bucket each.
+            health(Health::SourcesAggregated);
+            tracked = false;
+            key = if info.family == FAMILY_V4 {
+                SourceKey::v4(info.src_v4(), config.aggregate_v4_prefix, policy_id as u8)
+            } else {
+                SourceKey::v6(info.src, config.aggregate_v6_prefix, policy_id as u8)
+            };
+            match AGGREGATES.get_ptr_mut(key) {
+                Some(state) => state,
+                None => {
+                    let _ = AGGREGATES.insert(key, fresh, BPF_NOEXIST.into());
+                    AGGREGATES.get_ptr_mut(key)?
+                }
+            }
+        }
     };
-    // SAFETY: `state` points into a BUCKETS value, valid for this program run; all shared fields
-    // are accessed atomically (or are advisory, like last_seen_ns).
+    // SAFETY: `state` points into a BUCKETS or AGGREGATES value, valid for this program run;
+    // all shared fields are accessed atomically (or are advisory, like last_seen_ns).
     let state = unsafe { &mut *state };
     state.last_seen_ns = now;
     atomic_add(&mut state.packets, 1);
@@ -254,11 +273,27 @@ fn charge_source(
     };
     if let Some(reason) = exceeded {
         atomic_add(&mut state.limited, 1);
-        if config.autoban() && !config.monitor() && !policy.monitor() {
+        // Bans are for tracked sources: an aggregate prefix holds untracked, likely spoofed
+        // ones, and banning it would shut out whoever else lives there.
+        if tracked && config.autoban() && !config.monitor() && !policy.monitor() {
             count_offence(state, &key, reason, info, now, config);
         }
     }
     exceeded
+}
+
+/// Whether a new source may take a bucket of its own: always when admission is unlimited,
+/// otherwise within the admission budget shared by all CPUs.
+#[inline(always)]
+fn admitted(config: &RuntimeConfig, now: u64) -> bool {
+    if !config.admission.enabled() {
+        return true;
+    }
+    match ADMISSION.get_ptr_mut(0) {
+        // SAFETY: a pointer into the ADMISSION value, valid for this program run.
+        Some(tat) => take(unsafe { &mut *tat }, &config.admission, 1, now),
+        None => true,
+    }
 }
 
 /// Count a frame over a limit in the source's auto-ban window; at the threshold, ban it.

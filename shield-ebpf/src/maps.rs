@@ -11,8 +11,8 @@ use shield_common::{
     events::Health,
     lists::ListEntry,
     maps::{
-        ALLOW_V4_CAPACITY, ALLOW_V6_CAPACITY, BLOCK_V4_CAPACITY, BLOCK_V6_CAPACITY,
-        BUCKETS_CAPACITY, EVENTS_BYTES, Trie,
+        AGGREGATES_CAPACITY, ALLOW_V4_CAPACITY, ALLOW_V6_CAPACITY, BLOCK_V4_CAPACITY,
+        BLOCK_V6_CAPACITY, BUCKETS_CAPACITY, EVENTS_BYTES, Trie,
     },
     policy::{MAX_POLICIES, PORT_POLICY_SLOTS, Policy},
     source::{SourceKey, SourceState},
@@ -58,5 +58,10 @@ pub static CONFIG: Array<RuntimeConfig> = Array::pinned(1, 0);
 pub static EVENTS: RingBuf = RingBuf::pinned(EVENTS_BYTES, 0);
 #[map]
 pub static SAMPLER: Array<u64> = Array::pinned(1, 0);
+#[map]
+pub static ADMISSION: Array<u64> = Array::pinned(1, 0);
+#[map]
+pub static AGGREGATES: LruHashMap<SourceKey, SourceState> =
+    LruHashMap::pinned(AGGREGATES_CAPACITY, 0);
 #[map]
 pub static HEALTH: PerCpuArray<u64> = PerCpuArray::pinned(Health::COUNT, 0);

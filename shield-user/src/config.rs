@@ -41,6 +41,7 @@ pub struct Config {
     pub autoban: AutobanSection,
     pub events: EventsSection,
     pub metrics: MetricsSection,
+    pub sources: SourcesSection,
     /// Rate policies by name; `default` applies to every port not claimed by another.
     pub policies: BTreeMap<String, PolicySection>,
 }
@@ -162,6 +163,32 @@ impl Default for MetricsSection {
 }
 
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9477";
+
+/// How new sources enter per-source tracking (resistance to spoofed floods).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourcesSection {
+    /// New sources admitted to buckets of their own per second (0: no limit). Beyond it, a
+    /// new source shares one bucket with its aggregate prefix: a flood of spoofed sources
+    /// cannot churn the source map, nor pass as a stream of fresh, full buckets.
+    pub admit_per_sec: u64,
+    /// How many may be admitted at once.
+    pub admit_burst: u64,
+    /// Aggregate prefixes for sources beyond the admission budget.
+    pub aggregate_v4_prefix: u8,
+    pub aggregate_v6_prefix: u8,
+}
+
+impl Default for SourcesSection {
+    fn default() -> Self {
+        SourcesSection {
+            admit_per_sec: 20_000,
+            admit_burst: 40_000,
+            aggregate_v4_prefix: 24,
+            aggregate_v6_prefix: 48,
+        }
+    }
+}
 
 /// One policy as written; missing keys take the built-in default policy's values.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -289,6 +316,32 @@ impl Config {
                 "events.keep".into(),
                 self.events.keep.to_string(),
                 "use 0..=1000000".into(),
+            ));
+        }
+        let s = &self.sources;
+        if s.admit_per_sec > 0 {
+            shield_common::gcra::Limit::new(s.admit_per_sec, s.admit_burst.max(1)).map_err(
+                |e| {
+                    invalid(
+                        "sources.admit_per_sec".into(),
+                        s.admit_per_sec.to_string(),
+                        e.to_string(),
+                    )
+                },
+            )?;
+        }
+        if !(1..=32).contains(&s.aggregate_v4_prefix) {
+            return Err(invalid(
+                "sources.aggregate_v4_prefix".into(),
+                s.aggregate_v4_prefix.to_string(),
+                "use 1..=32".into(),
+            ));
+        }
+        if !(1..=128).contains(&s.aggregate_v6_prefix) {
+            return Err(invalid(
+                "sources.aggregate_v6_prefix".into(),
+                s.aggregate_v6_prefix.to_string(),
+                "use 1..=128".into(),
             ));
         }
         if !self.metrics.listen.is_empty()

@@ -69,7 +69,7 @@ pub fn pin_dir(pin_root: &Path) -> PathBuf {
 }
 
 /// What this build expects of each pinned map: (name, type, key size, value size, entries).
-fn expected_layout() -> [(&'static str, MapType, u32, u32, u32); 17] {
+fn expected_layout() -> [(&'static str, MapType, u32, u32, u32); 19] {
     use shield_common::{
         counters::COUNTER_SLOTS,
         events::Health,
@@ -99,6 +99,14 @@ fn expected_layout() -> [(&'static str, MapType, u32, u32, u32); 17] {
         (maps::CONFIG, MapType::Array, 4, size_of::<RuntimeConfig>() as u32, 1),
         (maps::EVENTS, MapType::RingBuf, 0, 0, maps::EVENTS_BYTES),
         (maps::SAMPLER, MapType::Array, 4, 8, 1),
+        (maps::ADMISSION, MapType::Array, 4, 8, 1),
+        (
+            maps::AGGREGATES,
+            MapType::LruHash,
+            size_of::<SourceKey>() as u32,
+            size_of::<SourceState>() as u32,
+            maps::AGGREGATES_CAPACITY,
+        ),
         (maps::HEALTH, MapType::PerCpuArray, 4, 8, Health::COUNT),
     ]
 }

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::lab::enter_netns;
+use crate::lab::{Lab, enter_netns};
 
 /// What a sender did.
 #[derive(Clone, Copy, Debug)]
@@ -91,7 +91,8 @@ impl UdpCounter {
             let mut buf = [0u8; 2048];
             while !stop_flag.load(Ordering::Relaxed) {
                 if let Ok((_, from)) = socket.recv_from(&mut buf) {
-                    *counts.entry(from.ip()).or_insert(0) += 1;
+                    // A dual-stack socket sees IPv4 senders as ::ffff:a.b.c.d.
+                    *counts.entry(from.ip().to_canonical()).or_insert(0) += 1;
                 }
             }
             counts
@@ -117,4 +118,55 @@ pub fn pin_to_cpu(cpu: usize) {
         libc::CPU_SET(cpu, &mut set);
         assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
     }
+}
+
+/// Send frames built by trafgen from the lab's client namespace at the highest rate it
+/// reaches on one CPU: `packet` is the trafgen description of everything after the Ethernet
+/// addresses (the EtherType first). Bounded by `max_frames` and `duration` (and by MAX_TIME).
+/// Returns (frames sent, seconds).
+pub fn trafgen(lab: &Lab, packet: &str, max_frames: u64, duration: Duration) -> (u64, f64) {
+    let mac = |ns: &str, dev: &str| -> String {
+        let o = lab.run_in(ns, &["ip", "-j", "link", "show", "dev", dev]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v[0]["address"].as_str().unwrap().to_owned()
+    };
+    let bytes = |m: String| m.split(':').map(|b| format!("0x{b}")).collect::<Vec<_>>().join(", ");
+    let dst = bytes(mac(&lab.server_ns, &lab.server_if));
+    let src = bytes(mac(&lab.client_ns, &lab.client_if));
+    let config = format!("{{\n  {dst}, {src},\n  {packet}\n}}\n");
+    let file = std::env::temp_dir().join(format!("shield-trafgen-{}.cfg", lab.id));
+    std::fs::write(&file, config).unwrap();
+    let secs = duration.min(MAX_TIME).as_secs_f64().max(1.0).ceil() as u64;
+    let started = Instant::now();
+    let out = lab.run_in(
+        &lab.client_ns,
+        &[
+            "timeout",
+            "--signal=INT",
+            &format!("{secs}s"),
+            "trafgen",
+            "--dev",
+            &lab.client_if,
+            "--conf",
+            file.to_str().unwrap(),
+            "--num",
+            &max_frames.to_string(),
+            "--cpus",
+            "1",
+            "--gap",
+            "0",
+        ],
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&file);
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // trafgen ends with e.g. "   1234567 packets outgoing".
+    let frames = text
+        .lines()
+        .find(|l| l.contains("packets outgoing"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("trafgen did not report its packets: {text}"));
+    (frames, elapsed)
 }

@@ -527,3 +527,49 @@ fn exact_and_prefix_entries_are_both_consulted() {
         k.list(ListKind::Block).entries().iter().map(|(n, _)| n.to_string()).collect();
     assert_eq!(listed, ["198.18.1.1/32", "198.18.2.2/32", "2001:db8:1:1::/64"]);
 }
+
+/// Beyond the new-source admission budget, sources share one bucket per aggregate prefix:
+/// a flood of fresh sources cannot each take a full bucket, while admitted sources keep theirs.
+#[test]
+fn sources_beyond_the_admission_budget_share_their_prefix_bucket() {
+    use shield_common::{config::RuntimeConfig, gcra::Limit};
+    let mut k = Kernel::load();
+    install(&mut k, 0, &policy("default", (1, 1), (0, 0), (0, 0)), &[]);
+    let config = RuntimeConfig {
+        admission: Limit::new(1, 2).unwrap(),
+        aggregate_v4_prefix: 24,
+        aggregate_v6_prefix: 48,
+        ..RuntimeConfig::default()
+    };
+    k.loaded.maps.config.set(0, config, 0).unwrap();
+    // Two new sources are admitted (burst 2): a bucket each.
+    expect_verdict(&mut k, &ipv4_udp(v4(1, 10), 9, 4), XDP_PASS, Reason::Passed, Action::Pass);
+    expect_verdict(&mut k, &ipv4_udp(v4(1, 11), 9, 4), XDP_PASS, Reason::Passed, Action::Pass);
+    // The next new sources of 198.18.1.0/24 share one bucket (rate 1, burst 1).
+    expect_verdict(&mut k, &ipv4_udp(v4(1, 12), 9, 4), XDP_PASS, Reason::Passed, Action::Pass);
+    expect_verdict(
+        &mut k,
+        &ipv4_udp(v4(1, 13), 9, 4),
+        XDP_DROP,
+        Reason::RateLimitedPackets,
+        Action::Drop,
+    );
+    // Another prefix has its own aggregate bucket; an admitted source keeps its own.
+    expect_verdict(&mut k, &ipv4_udp(v4(2, 1), 9, 4), XDP_PASS, Reason::Passed, Action::Pass);
+    expect_verdict(
+        &mut k,
+        &ipv4_udp(v4(1, 10), 9, 4),
+        XDP_DROP,
+        Reason::RateLimitedPackets,
+        Action::Drop,
+    );
+    let aggregated: u64 = k
+        .loaded
+        .maps
+        .health
+        .get(&(shield_common::events::Health::SourcesAggregated as u32), 0)
+        .unwrap()
+        .iter()
+        .sum();
+    assert_eq!(aggregated, 3);
+}

@@ -288,6 +288,7 @@ impl Shield {
         let global = self.global_settings();
         let a = &self.config.file.autoban;
         let samples = self.config.file.events.drop_samples_per_sec;
+        let sources = &self.config.file.sources;
         let flags = if global.monitor { CONFIG_MONITOR } else { 0 }
             | if global.drop_malformed { CONFIG_DROP_MALFORMED } else { 0 }
             | if a.enabled { CONFIG_AUTOBAN } else { 0 };
@@ -299,6 +300,11 @@ impl Shield {
             autoban_max_ban_ns: a.max_ban.as_nanos().min(u64::MAX as u128) as u64,
             realtime_offset_ns: clock::realtime_offset_ns(),
             drop_samples: Limit::new(samples, samples.max(1)).unwrap_or(Limit::OFF),
+            admission: Limit::new(sources.admit_per_sec, sources.admit_burst.max(1))
+                .unwrap_or(Limit::OFF),
+            aggregate_v4_prefix: sources.aggregate_v4_prefix,
+            aggregate_v6_prefix: sources.aggregate_v6_prefix,
+            _reserved: [0; 6],
         };
         self.loaded.maps.config.set(0, runtime, 0).map_err(map_err("CONFIG"))
     }

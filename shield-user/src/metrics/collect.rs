@@ -152,6 +152,12 @@ fn health(shield: &Shield, e: &mut Exposition) {
     );
     e.sample("shield_events_total", &[("kind", "ban")], shield.events_received[0] as f64);
     e.sample("shield_events_total", &[("kind", "drop")], shield.events_received[1] as f64);
+    e.family(
+        "shield_sources_aggregated_total",
+        Kind::Counter,
+        "Frames of new sources beyond the admission budget (sources.admit_per_sec), charged to their aggregate prefix: a flood of new, likely spoofed, sources.",
+    );
+    e.sample("shield_sources_aggregated_total", &[], get(Health::SourcesAggregated) as f64);
 }
 
 fn agent(shield: &Shield, e: &mut Exposition) {

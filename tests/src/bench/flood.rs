@@ -179,54 +179,12 @@ fn http_get(server: SocketAddr) -> bool {
 /// Flood with trafgen from the client namespace: UDP from random 198.19.x.y sources, bounded
 /// in frames and in time. Returns (frames sent, seconds).
 fn trafgen_flood(lab: &Lab, duration: Duration) -> (u64, f64) {
-    let mac = |ns: &str, dev: &str| -> String {
-        let o = lab.run_in(ns, &["ip", "-j", "link", "show", "dev", dev]);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        v[0]["address"].as_str().unwrap().to_owned()
-    };
-    let bytes = |m: String| m.split(':').map(|b| format!("0x{b}")).collect::<Vec<_>>().join(", ");
-    let dst = bytes(mac(&lab.server_ns, &lab.server_if));
-    let src = bytes(mac(&lab.client_ns, &lab.client_if));
     let [p0, p1] = FLOOD_PORT.to_be_bytes();
-    // 60-byte frames: Ethernet, IPv4 (total 46), UDP (26) with 18 bytes of payload.
-    let config = format!(
-        "{{\n  {dst}, {src}, 0x08, 0x00,\n  0x45, 0x00, 0x00, 0x2e, drnd(2), 0x00, 0x00, 0x40, 0x11, csumip(14, 33),\n  198, 19, drnd(2),\n  198, 18, 0, 1,\n  drnd(2), {p0}, {p1}, 0x00, 0x1a, 0x00, 0x00,\n  fill(0x41, 18)\n}}\n"
+    // 60-byte frames: IPv4 (total 46), UDP (26) with 18 bytes of payload.
+    let packet = format!(
+        "0x08, 0x00,\n  0x45, 0x00, 0x00, 0x2e, drnd(2), 0x00, 0x00, 0x40, 0x11, csumip(14, 33),\n  198, 19, drnd(2),\n  198, 18, 0, 1,\n  drnd(2), {p0}, {p1}, 0x00, 0x1a, 0x00, 0x00,\n  fill(0x41, 18)"
     );
-    let file = std::env::temp_dir().join(format!("shield-bench-trafgen-{}.cfg", lab.id));
-    std::fs::write(&file, config).unwrap();
-    let secs = duration.as_secs_f64().max(1.0).ceil() as u64;
-    let started = Instant::now();
-    let out = lab.run_in(
-        &lab.client_ns,
-        &[
-            "timeout",
-            "--signal=INT",
-            &format!("{secs}s"),
-            "trafgen",
-            "--dev",
-            &lab.client_if,
-            "--conf",
-            file.to_str().unwrap(),
-            "--num",
-            &MAX_FLOOD_FRAMES.to_string(),
-            "--cpus",
-            "1",
-            "--gap",
-            "0",
-        ],
-    );
-    let elapsed = started.elapsed().as_secs_f64();
-    let _ = std::fs::remove_file(&file);
-    let text =
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    // trafgen ends with e.g. "   1234567 packets outgoing".
-    let frames = text
-        .lines()
-        .find(|l| l.contains("packets outgoing"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("trafgen did not report its packets: {text}"));
-    (frames, elapsed)
+    crate::flood::trafgen(lab, &packet, MAX_FLOOD_FRAMES, duration)
 }
 
 fn nft_protect(lab: &Lab) {
