@@ -38,6 +38,15 @@ enum Task {
         #[arg(long)]
         quick: bool,
     },
+    /// Set up (cargo-fuzz too), then fuzz the frame parser, the configuration parser and the
+    /// import parser for a while each (libFuzzer, address sanitizer).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only this target (frame, config, import).
+        target: Option<String>,
+    },
     /// rustfmt and clippy (eBPF crate and the rest), warnings as errors.
     Lint,
 }
@@ -81,6 +90,18 @@ fn main() -> anyhow::Result<()> {
                 bench.arg("--quick");
             }
             run(&mut bench)
+        }
+        Task::Fuzz { seconds, target } => {
+            setup::run()?;
+            setup::cargo_fuzz()?;
+            let fuzz_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+            let targets = ["frame", "config", "import"];
+            for t in targets.iter().filter(|t| target.as_deref().is_none_or(|want| want == **t)) {
+                run(rustup_nightly()
+                    .args(["cargo", "fuzz", "run", "-O", t, "--", &format!("-max_total_time={seconds}")])
+                    .current_dir(&fuzz_dir))?;
+            }
+            Ok(())
         }
         Task::Lint => {
             setup::run()?;
