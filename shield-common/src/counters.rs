@@ -27,10 +27,12 @@ pub enum Reason {
     MalformedIpv6 = 9,
     /// TCP, UDP or ICMP header truncated or with a lying length field.
     MalformedL4 = 10,
+    /// The source matched an automatic ban (a blocklist entry the program made itself).
+    Banned = 11,
 }
 
 impl Reason {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
     pub const ALL: [Reason; Self::COUNT] = [
         Reason::Passed,
         Reason::Exempt,
@@ -43,6 +45,7 @@ impl Reason {
         Reason::MalformedIpv4,
         Reason::MalformedIpv6,
         Reason::MalformedL4,
+        Reason::Banned,
     ];
 
     /// The stable name used as metric label, CLI column and JSON field.
@@ -59,6 +62,7 @@ impl Reason {
             Reason::MalformedIpv4 => "malformed_ipv4",
             Reason::MalformedIpv6 => "malformed_ipv6",
             Reason::MalformedL4 => "malformed_l4",
+            Reason::Banned => "banned",
         }
     }
 

@@ -67,7 +67,7 @@ pub const BUCKETS_CAPACITY: u32 = 262_144;
 
 /// Version of the map layout. Pins live under `<pin root>/v<LAYOUT_VERSION>` so a build with a
 /// different layout never adopts maps it cannot read.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// Default root for pins (a bpffs mount point).
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/shield";

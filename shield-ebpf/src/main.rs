@@ -107,11 +107,13 @@ fn decide(frame: &XdpFrame, config: &RuntimeConfig) -> Decision {
     let now = unsafe { bpf_ktime_get_ns() };
     let verdict =
         |reason, action| Decision { reason, action, info: Some(info), policy: POLICY_NONE, now };
-    if listed(&info, &allow_list(), now) {
+    if listed(&info, &allow_list(), now).is_some() {
         return verdict(Reason::Allowlisted, Action::Pass);
     }
-    if listed(&info, &block_list(), now) {
-        return verdict(Reason::Blocklisted, Action::Drop);
+    if let Some(origin) = listed(&info, &block_list(), now) {
+        let reason =
+            if origin == Origin::Auto as u32 { Reason::Banned } else { Reason::Blocklisted };
+        return verdict(reason, Action::Drop);
     }
     let Some((policy_id, policy)) = select_policy(&info) else {
         return verdict(Reason::Passed, Action::Pass);
@@ -167,23 +169,32 @@ fn trie_in_use(trie: Trie) -> bool {
     TRIES_IN_USE.get(trie as u32).is_some_and(|v| *v != 0)
 }
 
-/// Whether the source is covered by an entry of the list that is in force at `now`: its exact
-/// address first (a hash lookup), then, if the trie holds anything, the prefixes.
+/// The origin of an entry of the list that covers the source and is in force at `now`: its
+/// exact address first (a hash lookup), then, if the trie holds anything, the prefixes.
 #[inline(always)]
-fn listed(info: &IpInfo, list: &List, now: u64) -> bool {
+fn listed(info: &IpInfo, list: &List, now: u64) -> Option<u32> {
     let active = |e: Option<*const ListEntry>| {
         // SAFETY: a pointer from a map lookup, valid for this program run.
-        e.is_some_and(|e| unsafe { &*e }.active_at(now))
+        e.map(|e| unsafe { &*e }).filter(|e| e.active_at(now)).map(|e| e.origin)
     };
     if info.family == FAMILY_V4 {
         let addr = info.src_v4();
-        active(list.hosts_v4.get_ptr(addr))
-            || (trie_in_use(list.in_use_v4)
-                && list.trie_v4.get(LpmKey::new(32, addr)).is_some_and(|e| e.active_at(now)))
+        active(list.hosts_v4.get_ptr(addr)).or_else(|| {
+            if !trie_in_use(list.in_use_v4) {
+                return None;
+            }
+            list.trie_v4.get(LpmKey::new(32, addr)).filter(|e| e.active_at(now)).map(|e| e.origin)
+        })
     } else {
-        active(list.hosts_v6.get_ptr(info.src))
-            || (trie_in_use(list.in_use_v6)
-                && list.trie_v6.get(LpmKey::new(128, info.src)).is_some_and(|e| e.active_at(now)))
+        active(list.hosts_v6.get_ptr(info.src)).or_else(|| {
+            if !trie_in_use(list.in_use_v6) {
+                return None;
+            }
+            list.trie_v6
+                .get(LpmKey::new(128, info.src))
+                .filter(|e| e.active_at(now))
+                .map(|e| e.origin)
+        })
     }
 }
 

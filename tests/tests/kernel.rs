@@ -573,3 +573,30 @@ fn sources_beyond_the_admission_budget_share_their_prefix_bucket() {
         .sum();
     assert_eq!(aggregated, 3);
 }
+
+/// Drops by an automatic ban are counted as banned, manual blocks as blocklisted.
+#[test]
+fn bans_are_counted_apart_from_blocks() {
+    use shield_common::lists::Origin;
+    let mut k = Kernel::load();
+    k.list(ListKind::Block).insert("198.18.4.4/32".parse().unwrap(), None, Origin::Auto).unwrap();
+    k.list(ListKind::Block)
+        .insert("2001:db8:1:4::/64".parse().unwrap(), None, Origin::Auto)
+        .unwrap();
+    k.add(ListKind::Block, "198.18.5.5", None);
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(4, 4), 80, TCP_SYN),
+        XDP_DROP,
+        Reason::Banned,
+        Action::Drop,
+    );
+    expect_verdict(&mut k, &ipv6_udp(v6(4, 1), 53, 4), XDP_DROP, Reason::Banned, Action::Drop);
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(5, 5), 80, TCP_SYN),
+        XDP_DROP,
+        Reason::Blocklisted,
+        Action::Drop,
+    );
+}

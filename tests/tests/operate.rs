@@ -433,7 +433,7 @@ fn repeat_offenders_are_banned_with_escalating_ttls() {
     assert_eq!(first[0]["source"], "198.18.0.10/32");
     assert_eq!(first[0]["ban_secs"], 2);
     assert_eq!(first[0]["offences"], 1);
-    assert!(agent.counter("blocklisted", "drop") > 0, "the ban does not drop");
+    assert!(agent.counter("banned", "drop") > 0, "the ban does not drop");
     // The quiet source is not affected.
     quiet.join().unwrap();
     let got = counter.finish();

@@ -98,7 +98,15 @@ fn main() -> anyhow::Result<()> {
             let targets = ["frame", "config", "import"];
             for t in targets.iter().filter(|t| target.as_deref().is_none_or(|want| want == **t)) {
                 run(rustup_nightly()
-                    .args(["cargo", "fuzz", "run", "-O", t, "--", &format!("-max_total_time={seconds}")])
+                    .args([
+                        "cargo",
+                        "fuzz",
+                        "run",
+                        "-O",
+                        t,
+                        "--",
+                        &format!("-max_total_time={seconds}"),
+                    ])
                     .current_dir(&fuzz_dir))?;
             }
             Ok(())

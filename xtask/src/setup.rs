@@ -151,12 +151,19 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// cargo-fuzz, for `cargo xtask fuzz` (not needed by the tests).
 pub fn cargo_fuzz() -> anyhow::Result<()> {
-    if let Some(v) = output(Command::new("rustup").args(["run", "nightly", "cargo", "fuzz", "--version"]))
+    if let Some(v) =
+        output(Command::new("rustup").args(["run", "nightly", "cargo", "fuzz", "--version"]))
         && v.contains(CARGO_FUZZ_VERSION)
     {
         return Ok(());
     }
     eprintln!("setup: installing cargo-fuzz {CARGO_FUZZ_VERSION}");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run_command(Command::new(cargo).args(["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION, "--locked"]))
+    run_command(Command::new(cargo).args([
+        "install",
+        "cargo-fuzz",
+        "--version",
+        CARGO_FUZZ_VERSION,
+        "--locked",
+    ]))
 }
