@@ -193,14 +193,36 @@ fn keep_copy(path: &Path, bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn dir() -> PathBuf {
+    /// A temporary directory, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl std::ops::Deref for TempDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl AsRef<Path> for TempDir {
+        fn as_ref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn dir() -> TempDir {
         let d = std::env::temp_dir().join(format!(
             "shield-state-test-{}-{}",
             std::process::id(),
             rand_suffix()
         ));
         std::fs::create_dir_all(&d).unwrap();
-        d
+        TempDir(d)
     }
 
     fn rand_suffix() -> u64 {
