@@ -203,17 +203,6 @@ pub struct PolicyTable {
     pub slots: Vec<Option<PolicySpec>>,
 }
 
-/// What a `set` changes in the kernel maps.
-#[derive(Debug, PartialEq, Eq)]
-pub struct PolicyChange {
-    pub slot: u32,
-    pub policy: Policy,
-    /// PORT_POLICY slots to point at `slot`.
-    pub claim: Vec<u32>,
-    /// PORT_POLICY slots to point back at the default policy.
-    pub release: Vec<u32>,
-}
-
 impl PolicyTable {
     pub fn policies(&self) -> impl Iterator<Item = &PolicySpec> {
         self.slots.iter().flatten()
@@ -224,36 +213,6 @@ impl PolicyTable {
             .iter()
             .enumerate()
             .find_map(|(i, s)| s.as_ref().filter(|p| p.name == name).map(|p| (i as u32, p)))
-    }
-
-    /// Plan adding or replacing `spec`: validated completely before anything is written.
-    pub fn plan_set(&self, spec: &PolicySpec) -> Result<PolicyChange, PolicyError> {
-        let policy = spec.to_kernel()?;
-        let slot = match self.find(&spec.name) {
-            Some((slot, _)) => slot,
-            None if spec.name == DEFAULT_POLICY_NAME => DEFAULT_POLICY_ID,
-            None => (1..MAX_POLICIES)
-                .find(|&i| self.slots.get(i as usize).is_none_or(Option::is_none))
-                .ok_or(PolicyError::TooMany { max: MAX_POLICIES })?,
-        };
-        for port in &spec.ports {
-            if let Some(owner) =
-                self.policies().find(|p| p.name != spec.name && p.ports.contains(port))
-            {
-                return Err(PolicyError::PortTaken { port: *port, owner: owner.name.clone() });
-            }
-        }
-        let old_ports = self.find(&spec.name).map(|(_, p)| p.ports.clone()).unwrap_or_default();
-        Ok(PolicyChange {
-            slot,
-            policy,
-            claim: spec.ports.iter().map(|p| p.slot()).collect(),
-            release: old_ports
-                .iter()
-                .filter(|p| !spec.ports.contains(p))
-                .map(|p| p.slot())
-                .collect(),
-        })
     }
 
     /// The table that holds exactly `desired` (the default policy included), keeping the slot
@@ -415,39 +374,45 @@ mod tests {
     }
 
     #[test]
-    fn a_port_belongs_to_one_policy() {
+    fn a_new_policy_takes_the_first_free_slot_and_a_port_belongs_to_one_policy() {
         let mut t = PolicyTable::default();
         t.apply(0, PolicySpec::builtin_default());
-        let change = t.plan_set(&api(&["tcp/443"])).unwrap();
-        assert_eq!(change.slot, 1);
-        t.apply(change.slot, api(&["tcp/443"]));
+        let t = t.assign(&[PolicySpec::builtin_default(), api(&["tcp/443"])]).unwrap();
+        assert_eq!(t.find("api").map(|(slot, _)| slot), Some(1));
         let mut other = api(&["tcp/443"]);
         other.name = "other".into();
-        assert!(matches!(t.plan_set(&other), Err(PolicyError::PortTaken { .. })));
+        let desired = [PolicySpec::builtin_default(), api(&["tcp/443"]), other];
+        assert!(matches!(t.assign(&desired), Err(PolicyError::PortTaken { .. })));
     }
 
     #[test]
-    fn replacing_a_policy_releases_dropped_ports() {
+    fn replacing_a_policy_keeps_its_slot_and_drops_its_old_ports() {
         let mut t = PolicyTable::default();
         t.apply(0, PolicySpec::builtin_default());
         t.apply(1, api(&["tcp/443", "tcp/8443"]));
-        let change = t.plan_set(&api(&["tcp/443"])).unwrap();
-        assert_eq!(change.slot, 1);
-        assert_eq!(change.claim, vec![443]);
-        assert_eq!(change.release, vec![8443]);
+        let t = t.assign(&[PolicySpec::builtin_default(), api(&["tcp/443"])]).unwrap();
+        let (slot, spec) = t.find("api").unwrap();
+        assert_eq!(slot, 1);
+        assert_eq!(spec.ports, vec!["tcp/443".parse::<PortSpec>().unwrap()]);
+        let dropped: PortSpec = "tcp/8443".parse().unwrap();
+        assert!(t.policies().all(|p| !p.ports.contains(&dropped)));
     }
 
     #[test]
     fn slots_run_out() {
-        let mut t = PolicyTable::default();
-        t.apply(0, PolicySpec::builtin_default());
+        let mut desired = vec![PolicySpec::builtin_default()];
         for i in 1..MAX_POLICIES {
             let mut s = api(&[]);
             s.name = format!("p{i}");
-            t.apply(i, s);
+            desired.push(s);
         }
+        assert!(PolicyTable::default().assign(&desired).is_ok());
         let mut s = api(&[]);
         s.name = "one-more".into();
-        assert_eq!(t.plan_set(&s), Err(PolicyError::TooMany { max: MAX_POLICIES }));
+        desired.push(s);
+        assert_eq!(
+            PolicyTable::default().assign(&desired),
+            Err(PolicyError::TooMany { max: MAX_POLICIES })
+        );
     }
 }
