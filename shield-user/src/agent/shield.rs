@@ -757,9 +757,10 @@ impl Shield {
             entries,
             capacity,
         };
-        let count = |kind, v4| {
-            self.list_counts().iter().find(|(k, f, _)| *k == kind && *f == v4).map_or(0, |c| c.2)
-        };
+        // One pass over the state (it may hold a million entries), not one per map.
+        let counts = self.list_counts();
+        let count =
+            |kind, v4| counts.iter().find(|(k, f, _)| *k == kind && *f == v4).map_or(0, |c| c.2);
         let (allow_v4, allow_v6) = (count(ListKind::Allow, true), count(ListKind::Allow, false));
         let (block_v4, block_v6) = (count(ListKind::Block, true), count(ListKind::Block, false));
         let sources = self.sources_tracked;

@@ -55,29 +55,29 @@ fn traffic(shield: &Shield, e: &mut Exposition) {
         }
         rows.push((interface.name.as_str(), policy, reason.name(), action.name(), *c));
     }
-    e.family("shield_packets_total", Kind::Counter, "Frames by verdict: interface, policy (none before policy selection), reason and action (pass, drop, would_drop in monitor mode).");
-    for (interface, policy, reason, action, c) in &rows {
-        let labels = [
-            ("interface", *interface),
-            ("policy", *policy),
-            ("reason", *reason),
-            ("action", *action),
-        ];
-        e.sample("shield_packets_total", &labels, c.packets as f64);
-    }
-    e.family(
-        "shield_bytes_total",
-        Kind::Counter,
-        "Bytes of the frames in shield_packets_total (whole frames, Ethernet header included).",
-    );
-    for (interface, policy, reason, action, c) in &rows {
-        let labels = [
-            ("interface", *interface),
-            ("policy", *policy),
-            ("reason", *reason),
-            ("action", *action),
-        ];
-        e.sample("shield_bytes_total", &labels, c.bytes as f64);
+    let families: [(&str, &str, fn(&shield_common::counters::Counter) -> u64); 2] = [
+        (
+            "shield_packets_total",
+            "Frames by verdict: interface, policy (none before policy selection), reason and action (pass, drop, would_drop in monitor mode).",
+            |c| c.packets,
+        ),
+        (
+            "shield_bytes_total",
+            "Bytes of the frames in shield_packets_total (whole frames, Ethernet header included).",
+            |c| c.bytes,
+        ),
+    ];
+    for (name, help, value) in families {
+        e.family(name, Kind::Counter, help);
+        for (interface, policy, reason, action, c) in &rows {
+            let labels = [
+                ("interface", *interface),
+                ("policy", *policy),
+                ("reason", *reason),
+                ("action", *action),
+            ];
+            e.sample(name, &labels, value(c) as f64);
+        }
     }
 }
 
