@@ -15,6 +15,9 @@ use shield_common::{
 use super::exposition::{Exposition, Kind};
 use crate::{agent::shield::Shield, lists::ListKind, stats};
 
+/// Which number of a counter a family shows.
+type CounterField = fn(&shield_common::counters::Counter) -> u64;
+
 /// The whole exposition for one scrape.
 pub fn collect(shield: &Shield) -> String {
     let mut e = Exposition::default();
@@ -55,7 +58,7 @@ fn traffic(shield: &Shield, e: &mut Exposition) {
         }
         rows.push((interface.name.as_str(), policy, reason.name(), action.name(), *c));
     }
-    let families: [(&str, &str, fn(&shield_common::counters::Counter) -> u64); 2] = [
+    let families: [(&str, &str, CounterField); 2] = [
         (
             "shield_packets_total",
             "Frames by verdict: interface, policy (none before policy selection), reason and action (pass, drop, would_drop in monitor mode).",
