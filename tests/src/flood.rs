@@ -69,6 +69,21 @@ pub fn udp_flood(
     })
 }
 
+/// `udp_flood` from the lab's client namespace: `pps` datagrams per second from `src` (an
+/// address of the client namespace) for `secs` seconds.
+pub fn send(lab: &Lab, src: &str, dst: SocketAddr, pps: u64, secs: u64) -> JoinHandle<Sent> {
+    let ip: std::net::IpAddr = src.parse().unwrap_or_else(|e| panic!("{src}: {e}"));
+    udp_flood(
+        &lab.client_ns,
+        SocketAddr::new(ip, 0),
+        dst,
+        pps,
+        pps * secs,
+        Duration::from_secs(secs),
+        None,
+    )
+}
+
 /// Counts datagrams per source address until finished.
 pub struct UdpCounter {
     stop: Arc<AtomicBool>,

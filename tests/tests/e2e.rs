@@ -16,7 +16,7 @@ use std::{
 use shield_common::counters::{Action, Reason};
 use shield_tests::{
     agent::{Agent, shield_bin},
-    flood::{Sent, UdpCounter, udp_flood},
+    flood::{Sent, UdpCounter, send, udp_flood},
     lab::{Lab, SERVER_V4, SERVER_V6_A, SERVER_V6_B},
 };
 
@@ -272,33 +272,9 @@ fn ipv6_sources_are_limited_per_64() {
     let to_a: SocketAddr = format!("[{SERVER_V6_A}]:{UDP_PORT}").parse().unwrap();
     let to_b: SocketAddr = format!("[{SERVER_V6_B}]:{UDP_PORT}").parse().unwrap();
     // Two addresses of one /64 flood together; a source in another /64 stays quiet.
-    let f1 = udp_flood(
-        &lab.client_ns,
-        "[2001:db8:1::10]:0".parse().unwrap(),
-        to_a,
-        5_000,
-        10_000,
-        Duration::from_secs(2),
-        None,
-    );
-    let f2 = udp_flood(
-        &lab.client_ns,
-        "[2001:db8:1::11]:0".parse().unwrap(),
-        to_a,
-        5_000,
-        10_000,
-        Duration::from_secs(2),
-        None,
-    );
-    let quiet = udp_flood(
-        &lab.client_ns,
-        "[2001:db8:2::10]:0".parse().unwrap(),
-        to_b,
-        100,
-        200,
-        Duration::from_secs(2),
-        None,
-    );
+    let f1 = send(&lab, "2001:db8:1::10", to_a, 5_000, 2);
+    let f2 = send(&lab, "2001:db8:1::11", to_a, 5_000, 2);
+    let quiet = send(&lab, "2001:db8:2::10", to_b, 100, 2);
     let (s1, s2, sq) = (f1.join().unwrap(), f2.join().unwrap(), quiet.join().unwrap());
     let got = counter.finish();
     let get = |a: &str| got.get(&a.parse::<IpAddr>().unwrap()).copied().unwrap_or(0);

@@ -15,7 +15,7 @@ use std::{
 
 use shield_tests::{
     agent::{Agent, shield_bin},
-    flood::{UdpCounter, udp_flood},
+    flood::{UdpCounter, send},
     lab::{Lab, SERVER_V4, sh},
 };
 
@@ -247,24 +247,8 @@ fn kill_dash_9_keeps_protection_and_the_next_agent_adopts_it() {
     let mut agent = Agent::start(&lab, &[]);
     agent.ok(&["block", "add", "198.18.0.10"]);
     let counter = UdpCounter::start(&lab.server_ns, server());
-    let blocked = udp_flood(
-        &lab.client_ns,
-        "198.18.0.10:0".parse().unwrap(),
-        server(),
-        2_000,
-        8_000,
-        Duration::from_secs(4),
-        None,
-    );
-    let allowed = udp_flood(
-        &lab.client_ns,
-        "198.18.0.20:0".parse().unwrap(),
-        server(),
-        500,
-        2_000,
-        Duration::from_secs(4),
-        None,
-    );
+    let blocked = send(&lab, "198.18.0.10", server(), 2_000, 4);
+    let allowed = send(&lab, "198.18.0.20", server(), 500, 4);
     std::thread::sleep(Duration::from_millis(1000));
     agent.kill9();
     let (b, a) = (blocked.join().unwrap(), allowed.join().unwrap());
@@ -302,24 +286,8 @@ fn upgrade_replaces_the_program_with_no_packet_through() {
     old.ok(&["block", "add", "198.18.0.10"]);
     let old_id = old.json(&["status"])["program_id"].as_u64().unwrap();
     let counter = UdpCounter::start(&lab.server_ns, server());
-    let blocked = udp_flood(
-        &lab.client_ns,
-        "198.18.0.10:0".parse().unwrap(),
-        server(),
-        5_000,
-        20_000,
-        Duration::from_secs(4),
-        None,
-    );
-    let allowed = udp_flood(
-        &lab.client_ns,
-        "198.18.0.20:0".parse().unwrap(),
-        server(),
-        500,
-        2_000,
-        Duration::from_secs(4),
-        None,
-    );
+    let blocked = send(&lab, "198.18.0.10", server(), 5_000, 4);
+    let allowed = send(&lab, "198.18.0.20", server(), 500, 4);
     std::thread::sleep(Duration::from_millis(800));
     let dir = old.dir.clone();
     old.keep_on_drop(); // SIGTERM with --keep-attached: the program stays
@@ -387,29 +355,9 @@ fn repeat_offenders_are_banned_with_escalating_ttls() {
     let lab = Lab::new(&["198.18.0.10/16", "198.18.0.20/16"]);
     let config = "[autoban]\nenabled = true\nthreshold = 50\nwindow = \"10s\"\nban = \"2s\"\nmax_ban = \"8s\"\n\n[policies.api]\nports = [\"udp/9000\"]\npps = 100\npps_burst = 10\n";
     let agent = Agent::start_configured(&lab, config, &[]);
-    let flood = || {
-        udp_flood(
-            &lab.client_ns,
-            "198.18.0.10:0".parse().unwrap(),
-            server(),
-            2_000,
-            2_000,
-            Duration::from_secs(1),
-            None,
-        )
-        .join()
-        .unwrap()
-    };
+    let flood = || send(&lab, "198.18.0.10", server(), 2_000, 1).join().unwrap();
     let counter = UdpCounter::start(&lab.server_ns, server());
-    let quiet = udp_flood(
-        &lab.client_ns,
-        "198.18.0.20:0".parse().unwrap(),
-        server(),
-        50,
-        50,
-        Duration::from_secs(1),
-        None,
-    );
+    let quiet = send(&lab, "198.18.0.20", server(), 50, 1);
     flood();
     assert_eq!(nets(&agent, "block"), vec![("198.18.0.10/32".to_owned(), "auto".to_owned())]);
     let listed = agent.json(&["block", "list"]);
@@ -484,17 +432,7 @@ fn events_show_sampled_drops_and_top_shows_the_heaviest_source() {
     let lab = Lab::new(&["198.18.0.10/16", "198.18.0.20/16"]);
     let agent = Agent::start_configured(&lab, "[events]\ndrop_samples_per_sec = 5\n", &[]);
     agent.ok(&["block", "add", "198.18.0.10"]);
-    udp_flood(
-        &lab.client_ns,
-        "198.18.0.10:0".parse().unwrap(),
-        server(),
-        2_000,
-        2_000,
-        Duration::from_secs(1),
-        None,
-    )
-    .join()
-    .unwrap();
+    send(&lab, "198.18.0.10", server(), 2_000, 1).join().unwrap();
     let events = agent.json(&["events", "--limit", "1000"]);
     let drops: Vec<_> =
         events["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "drop").collect();
@@ -503,15 +441,7 @@ fn events_show_sampled_drops_and_top_shows_the_heaviest_source() {
     // Sampling is bounded in the kernel: ~5/s with a burst of 5, over about a second.
     assert!(drops.len() <= 12, "{} samples for a 5/s budget", drops.len());
 
-    let flood = udp_flood(
-        &lab.client_ns,
-        "198.18.0.20:0".parse().unwrap(),
-        server(),
-        3_000,
-        9_000,
-        Duration::from_secs(3),
-        None,
-    );
+    let flood = send(&lab, "198.18.0.20", server(), 3_000, 3);
     std::thread::sleep(Duration::from_millis(500));
     let top = agent.json(&["top", "--interval", "1s"]);
     flood.join().unwrap();
