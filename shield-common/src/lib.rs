@@ -12,6 +12,7 @@ pub mod lists;
 pub mod maps;
 pub mod parse;
 pub mod policy;
+pub mod prefilter;
 pub mod source;
 
 #[cfg(feature = "user")]

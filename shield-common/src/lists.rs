@@ -39,7 +39,8 @@ impl Origin {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ListEntry {
-    /// Expiry on the kernel's monotonic clock (`bpf_ktime_get_ns`), 0 = never.
+    /// Expiry on CLOCK_MONOTONIC, 0 = never. The program checks it against the coarse clock, so
+    /// an entry lapses up to one tick (1-10 ms) late.
     pub expires_at_ns: u64,
     /// Wall-clock creation time, seconds since the Unix epoch (for operators only).
     pub created_at_unix: u64,

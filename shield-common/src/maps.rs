@@ -15,6 +15,10 @@ pub const BLOCK_V6_HOSTS: &str = "BLOCK_V6_HOSTS";
 /// skips the lookups of empty tries.
 pub const TRIES_IN_USE: &str = "TRIES_IN_USE";
 
+/// The list prefilter: per list, a bit per IPv4 /24 and hashed IPv6 /48 that may be covered
+/// (see [`crate::prefilter`]).
+pub const PREFILTER: &str = "PREFILTER";
+
 /// The LPM tries, as indices of `TRIES_IN_USE`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,7 +71,7 @@ pub const BUCKETS_CAPACITY: u32 = 262_144;
 
 /// Version of the map layout. Pins live under `<pin root>/v<LAYOUT_VERSION>` so a build with a
 /// different layout never adopts maps it cannot read.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 
 /// Default root for pins (a bpffs mount point).
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/shield";

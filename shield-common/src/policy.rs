@@ -18,6 +18,24 @@ pub const POLICY_ENABLED: u8 = 1 << 0;
 /// Flag: monitor mode for this policy (limits count would-drops and pass).
 pub const POLICY_MONITOR: u8 = 1 << 1;
 
+/// Flag: charge this policy's buckets on the fine clock (`bpf_ktime_get_ns`). Without it the
+/// program uses the coarse clock (a tick of 1-10 ms), which costs a fraction as much; the
+/// agent sets it for policies whose bursts the coarse clock's lag would cut (see
+/// [`needs_fine_clock`]).
+pub const POLICY_FINE_CLOCK: u8 = 1 << 2;
+
+/// The coarse clock lags by under one tick, which takes up to one tick's worth of tokens from
+/// a burst; a policy keeps the coarse clock only while that is at most 1/this of every burst.
+pub const COARSE_CLOCK_BURST_TICKS: u64 = 10;
+
+/// Whether limits with these burst allowances need the fine clock, given the coarse clock's
+/// tick. Disabled limits never do.
+pub fn needs_fine_clock(limits: &[Limit], coarse_tick_ns: u64) -> bool {
+    limits.iter().any(|l| {
+        l.enabled() && l.tolerance_ns < coarse_tick_ns.saturating_mul(COARSE_CLOCK_BURST_TICKS)
+    })
+}
+
 /// Slots in the `PORT_POLICY` map: one per TCP port, then one per UDP port.
 pub const PORT_POLICY_SLOTS: u32 = 2 * 65_536;
 
@@ -56,6 +74,11 @@ impl Policy {
         self.flags & POLICY_MONITOR != 0
     }
 
+    #[inline(always)]
+    pub const fn fine_clock(&self) -> bool {
+        self.flags & POLICY_FINE_CLOCK != 0
+    }
+
     /// The name as a string (up to the first NUL).
     pub fn name_str(&self) -> &str {
         let end = self.name.iter().position(|&b| b == 0).unwrap_or(POLICY_NAME_LEN);
@@ -84,6 +107,17 @@ mod tests {
         assert_eq!(port_policy_slot(IPPROTO_UDP, 0), Some(65_536));
         assert_eq!(port_policy_slot(IPPROTO_UDP, 65_535), Some(PORT_POLICY_SLOTS - 1));
         assert_eq!(port_policy_slot(1, 80), None);
+    }
+
+    #[test]
+    fn only_bursts_shorter_than_ten_ticks_need_the_fine_clock() {
+        let tick = 4_000_000;
+        // 1000/s with a burst of 40 is 40 ms of tokens: ten 4 ms ticks.
+        let ok = Limit::new(1000, 40).unwrap();
+        let short = Limit::new(1000, 39).unwrap();
+        assert!(!needs_fine_clock(&[ok, Limit::OFF], tick));
+        assert!(needs_fine_clock(&[ok, short], tick));
+        assert!(!needs_fine_clock(&[Limit::OFF], tick));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use core::intrinsics::{AtomicOrdering::Relaxed, atomic_cxchg, atomic_xadd};
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, xdp_action},
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     macros::xdp,
     programs::XdpContext,
 };
@@ -29,6 +29,7 @@ use shield_common::{
     maps::Trie,
     parse::{IpInfo, Parsed, parse},
     policy::{DEFAULT_POLICY_ID, Policy, port_policy_slot},
+    prefilter::{self, ListBit, lists_in, slot_v4, slot_v6},
     source::{FAMILY_V4, SourceKey, SourceState},
 };
 
@@ -103,14 +104,14 @@ fn decide(frame: &XdpFrame, config: &RuntimeConfig) -> Decision {
             };
         }
     };
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = coarse_ns();
     let verdict =
         |reason, action| Decision { reason, action, info: Some(info), policy: POLICY_NONE, now };
-    if listed(&info, &allow_list(), now).is_some() {
+    let (maybe_allowed, maybe_blocked) = may_be_listed(&info);
+    if maybe_allowed && listed(&info, &allow_list(), now).is_some() {
         return verdict(Reason::Allowlisted, Action::Pass);
     }
-    if let Some(origin) = listed(&info, &block_list(), now) {
+    if maybe_blocked && let Some(origin) = listed(&info, &block_list(), now) {
         let reason =
             if origin == Origin::Auto as u32 { Reason::Banned } else { Reason::Blocklisted };
         return verdict(reason, Action::Drop);
@@ -118,6 +119,7 @@ fn decide(frame: &XdpFrame, config: &RuntimeConfig) -> Decision {
     let Some((policy_id, policy)) = select_policy(&info) else {
         return verdict(Reason::Passed, Action::Pass);
     };
+    let now = if policy.fine_clock() { fine_ns() } else { now };
     let (reason, action) =
         match charge_source(&info, policy_id, policy, frame.len_u64(), now, config) {
             None => (Reason::Passed, Action::Pass),
@@ -125,6 +127,37 @@ fn decide(frame: &XdpFrame, config: &RuntimeConfig) -> Decision {
             Some(reason) => (reason, Action::Drop),
         };
     Decision { reason, action, info: Some(info), policy: policy_id, now }
+}
+
+/// Which lists may hold an entry covering the source, from the prefilter: (allowlist,
+/// blocklist). A clear bit is a guarantee; a set bit sends the frame to the lookups.
+#[inline(always)]
+fn may_be_listed(info: &IpInfo) -> (bool, bool) {
+    let (slot, bypass) = if info.family == FAMILY_V4 {
+        (slot_v4(info.src_v4()), prefilter::BYPASS_BLOCK_V4)
+    } else {
+        (slot_v6(&info.src), prefilter::BYPASS_BLOCK_V6)
+    };
+    let Some(word) = PREFILTER.get(slot / prefilter::SLOTS_PER_WORD) else {
+        return (true, true);
+    };
+    let (allow, block) = lists_in(*word, slot);
+    (allow, block || PREFILTER.get(bypass).is_none_or(|b| *b != 0))
+}
+
+/// The coarse monotonic clock (one tick, 1-10 ms, behind at most): list expiries and the
+/// buckets of policies whose bursts span many ticks. It costs a fraction of the fine clock.
+#[inline(always)]
+fn coarse_ns() -> u64 {
+    // SAFETY: bpf_ktime_get_coarse_ns has no preconditions.
+    unsafe { bpf_ktime_get_coarse_ns() }
+}
+
+/// The fine monotonic clock: the buckets of policies with short bursts (POLICY_FINE_CLOCK).
+#[inline(always)]
+fn fine_ns() -> u64 {
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    unsafe { bpf_ktime_get_ns() }
 }
 
 /// The maps of one list: exact addresses in hash maps, shorter prefixes in LPM tries.
@@ -231,7 +264,6 @@ fn charge_source(
     } else {
         SourceKey::v6(info.src, policy.v6_prefix_len, policy_id as u8)
     };
-    let fresh = SourceState { last_seen_ns: now, window_start_ns: now, ..SourceState::default() };
     let mut key = key;
     let mut tracked = true;
     let state = match BUCKETS.get_ptr_mut(key) {
@@ -239,7 +271,9 @@ fn charge_source(
         None if admitted(config, now) => {
             // A new source: its buckets start full. BPF_NOEXIST: if another CPU inserted it
             // first, use that entry.
-            let _ = BUCKETS.insert(key, fresh, BPF_NOEXIST.into());
+            if let Some(fresh) = fresh_state(now) {
+                let _ = BUCKETS.insert(key, fresh, BPF_NOEXIST.into());
+            }
             match BUCKETS.get_ptr_mut(key) {
                 Some(state) => state,
                 None => {
@@ -261,7 +295,9 @@ fn charge_source(
             match AGGREGATES.get_ptr_mut(key) {
                 Some(state) => state,
                 None => {
-                    let _ = AGGREGATES.insert(key, fresh, BPF_NOEXIST.into());
+                    if let Some(fresh) = fresh_state(now) {
+                        let _ = AGGREGATES.insert(key, fresh, BPF_NOEXIST.into());
+                    }
                     AGGREGATES.get_ptr_mut(key)?
                 }
             }
@@ -271,7 +307,7 @@ fn charge_source(
     // all shared fields are accessed atomically (or are advisory, like last_seen_ns).
     let state = unsafe { &mut *state };
     state.last_seen_ns = now;
-    atomic_add(&mut state.packets, 1);
+    state.packets = state.packets.wrapping_add(1);
 
     let exceeded = if limit_syn && !take(&mut state.syn_tat, &policy.syn, 1, now) {
         Some(Reason::RateLimitedSyn)
@@ -291,6 +327,18 @@ fn charge_source(
         }
     }
     exceeded
+}
+
+/// A new source's state (full buckets), built in this CPU's scratch value: at 72 bytes it
+/// does not fit the BPF stack next to the rest.
+#[inline(always)]
+fn fresh_state(now: u64) -> Option<&'static SourceState> {
+    let fresh = NEW_SOURCE.get_ptr_mut(0)?;
+    // SAFETY: this CPU's value of a per-CPU map that only this code uses, and the program is
+    // not preempted on its CPU while it runs.
+    let fresh = unsafe { &mut *fresh };
+    *fresh = SourceState { last_seen_ns: now, window_start_ns: now, ..SourceState::default() };
+    Some(fresh)
 }
 
 /// Whether a new source may take a bucket of its own: always when admission is unlimited,
@@ -334,6 +382,8 @@ fn count_offence(
     state.window_start_ns = now;
     state.window_limited = 0;
     let ban_ns = config.ban_ns(offences);
+    // The agent's prefilter rebuild checks these two counters to tell whether a ban raced it.
+    bump_prefilter(prefilter::BANS_STARTED);
     let entry = ListEntry {
         expires_at_ns: now.saturating_add(ban_ns),
         created_at_unix: now.saturating_add(config.realtime_offset_ns) / 1_000_000_000,
@@ -354,6 +404,10 @@ fn count_offence(
         mark_in_use(Trie::BlockV6);
         BLOCK_V6.insert(LpmKey::new(key.prefix_len as u32, key.addr), entry, 0)
     };
+    if written.is_ok() {
+        mark_banned(key);
+    }
+    bump_prefilter(prefilter::BANS_DONE);
     if written.is_err() {
         health(Health::BanWriteFailed);
         return;
@@ -371,6 +425,40 @@ fn count_offence(
         e.policy = key.policy;
         e.l4_proto = info.l4_proto;
     });
+}
+
+/// Set the blocklist bit of a banned source's prefilter slot, after its entry is written. A
+/// ban wider than a slot, or a bit that contention keeps from being set, makes the program
+/// bypass the family's blocklist bits until the agent's next rebuild covers the ban.
+#[inline(always)]
+fn mark_banned(key: &SourceKey) {
+    let (slot, bypass) = if key.family == FAMILY_V4 {
+        let [a, b, c, d, ..] = key.addr;
+        let fits = key.prefix_len >= prefilter::V4_SLOT_PREFIX;
+        (fits.then(|| slot_v4([a, b, c, d])), prefilter::BYPASS_BLOCK_V4)
+    } else {
+        let fits = key.prefix_len >= prefilter::V6_SLOT_PREFIX;
+        (fits.then(|| slot_v6(&key.addr)), prefilter::BYPASS_BLOCK_V6)
+    };
+    let set = slot.is_some_and(|slot| {
+        let (word, bit) = prefilter::position(slot, ListBit::Block);
+        PREFILTER.get_ptr_mut(word).is_some_and(|w| {
+            // SAFETY: a pointer into the PREFILTER value, valid for this program run.
+            fetch_or(unsafe { &mut *w }, 1 << bit)
+        })
+    });
+    if !set && let Some(flag) = PREFILTER.get_ptr_mut(bypass) {
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(flag, 1) };
+    }
+}
+
+#[inline(always)]
+fn bump_prefilter(word: u32) {
+    if let Some(n) = PREFILTER.get_ptr_mut(word) {
+        // SAFETY: a pointer into the PREFILTER value, valid for this program run.
+        atomic_add(unsafe { &mut *n }, 1);
+    }
 }
 
 /// Mark a trie as holding entries (the agent clears the mark only when it finds it empty).
@@ -394,9 +482,8 @@ fn sample_drop(d: &Decision, config: &RuntimeConfig) {
     let now = if d.now != 0 {
         d.now
     } else {
-        // SAFETY: bpf_ktime_get_ns has no preconditions. Only malformed drops get here without
-        // a clock read.
-        unsafe { bpf_ktime_get_ns() }
+        // Only malformed drops get here without a clock read.
+        coarse_ns()
     };
     // SAFETY: `tat` points into the SAMPLER value, valid for this program run.
     if !take(unsafe { &mut *tat }, &config.drop_samples, 1, now) {
@@ -473,6 +560,28 @@ fn atomic_add(counter: &mut u64, value: u64) {
     // SAFETY: `counter` is an aligned u64 inside a map value. The result is unused, so this is
     // the plain atomic add that every BPF CPU version has.
     unsafe { atomic_xadd::<u64, u64, { Relaxed }>(counter, value) };
+}
+
+/// Set bits of a word that several CPUs and the agent update. Returns false under persistent
+/// contention (nothing set then).
+#[inline(always)]
+fn fetch_or(word: &mut u64, bits: u64) -> bool {
+    let word: *mut u64 = word;
+    // SAFETY: `word` is an aligned u64 inside a map value.
+    let mut current = unsafe { core::ptr::read_volatile(word) };
+    for _ in 0..CAS_ATTEMPTS {
+        if current & bits == bits {
+            return true;
+        }
+        // SAFETY: as above; every writer updates it atomically.
+        let (actual, swapped) =
+            unsafe { atomic_cxchg::<u64, { Relaxed }, { Relaxed }>(word, current, current | bits) };
+        if swapped {
+            return true;
+        }
+        current = actual;
+    }
+    false
 }
 
 /// Add to a counter that several CPUs update and return the value before, or `None` under

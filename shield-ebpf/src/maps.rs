@@ -1,7 +1,7 @@
 //! The program's maps. All are pinned by name, so the agent can adopt them after a restart.
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
@@ -15,6 +15,7 @@ use shield_common::{
         BLOCK_V6_CAPACITY, BUCKETS_CAPACITY, EVENTS_BYTES, Trie,
     },
     policy::{MAX_POLICIES, PORT_POLICY_SLOTS, Policy},
+    prefilter,
     source::{SourceKey, SourceState},
 };
 
@@ -41,6 +42,9 @@ pub static ALLOW_V6_HOSTS: HostsV6 = HashMap::pinned(ALLOW_V6_CAPACITY, BPF_F_NO
 pub static BLOCK_V4_HOSTS: HostsV4 = HashMap::pinned(BLOCK_V4_CAPACITY, BPF_F_NO_PREALLOC);
 #[map]
 pub static BLOCK_V6_HOSTS: HostsV6 = HashMap::pinned(BLOCK_V6_CAPACITY, BPF_F_NO_PREALLOC);
+// Memory-mapped by the agent, which sets and clears bits with atomic operations.
+#[map]
+pub static PREFILTER: Array<u64> = Array::pinned(prefilter::WORDS, BPF_F_MMAPABLE);
 #[map]
 pub static TRIES_IN_USE: Array<u32> = Array::pinned(Trie::COUNT, 0);
 #[map]
@@ -63,5 +67,9 @@ pub static ADMISSION: Array<u64> = Array::pinned(1, 0);
 #[map]
 pub static AGGREGATES: LruHashMap<SourceKey, SourceState> =
     LruHashMap::pinned(AGGREGATES_CAPACITY, 0);
+/// Per-CPU scratch space for a new source's state (too large for the BPF stack). Not pinned:
+/// it holds nothing between runs.
+#[map]
+pub static NEW_SOURCE: PerCpuArray<SourceState> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static HEALTH: PerCpuArray<u64> = PerCpuArray::pinned(Health::COUNT, 0);

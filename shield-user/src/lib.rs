@@ -11,6 +11,7 @@ pub mod import;
 pub mod lists;
 pub mod metrics;
 pub mod policies;
+pub mod prefilter;
 pub mod program;
 pub mod state;
 pub mod stats;

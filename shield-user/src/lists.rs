@@ -14,6 +14,7 @@ use thiserror::Error;
 
 use crate::{
     clock,
+    prefilter::Prefilter,
     program::{HostsV4, HostsV6, ListV4, ListV6},
 };
 
@@ -78,7 +79,8 @@ pub struct ListedNet {
 }
 
 /// The maps of one list: exact addresses in hash maps, shorter prefixes in LPM tries (the
-/// program consults a trie only while its `TRIES_IN_USE` flag is set).
+/// program consults a trie only while its `TRIES_IN_USE` flag is set, and a list only for
+/// sources whose prefilter bit is set).
 pub struct List<'a> {
     pub kind: ListKind,
     pub v4: &'a mut ListV4,
@@ -86,6 +88,7 @@ pub struct List<'a> {
     pub hosts_v4: &'a mut HostsV4,
     pub hosts_v6: &'a mut HostsV6,
     pub tries_in_use: &'a mut Array<MapData, u32>,
+    pub prefilter: &'a Prefilter,
     /// This list's (IPv4, IPv6) tries, as `TRIES_IN_USE` indices.
     pub tries: (Trie, Trie),
     pub v4_capacity: u32,
@@ -114,6 +117,7 @@ impl List<'_> {
     /// Add or replace an entry as given.
     pub fn insert_entry(&mut self, net: IpNet, entry: ListEntry) -> Result<(), ListError> {
         let list = self.kind.noun();
+        self.prefilter.mark(self.kind, net);
         let result = match net {
             IpNet::V4(n) if n.prefix_len() == 32 => {
                 self.hosts_v4.insert(n.addr().octets(), entry, 0)
@@ -152,6 +156,7 @@ impl List<'_> {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for net in nets {
+            self.prefilter.mark(self.kind, *net);
             match net {
                 IpNet::V4(n) if n.prefix_len() == 32 => v4.push(n.addr().octets()),
                 IpNet::V6(n) if n.prefix_len() == 128 => v6.push(n.addr().octets()),
@@ -213,6 +218,7 @@ impl List<'_> {
     /// Delete an exact entry.
     pub fn remove(&mut self, net: IpNet) -> Result<(), ListError> {
         let list = self.kind.noun();
+        self.prefilter.note_removed();
         let result = match net {
             IpNet::V4(n) if n.prefix_len() == 32 => self.hosts_v4.remove(&n.addr().octets()),
             IpNet::V6(n) if n.prefix_len() == 128 => self.hosts_v6.remove(&n.addr().octets()),
@@ -228,6 +234,27 @@ impl List<'_> {
             }
             other => ListError::Kernel { net, list, reason: other.to_string() },
         })
+    }
+
+    /// Every entry's network, both families, unsorted (keys only: cheaper than `entries`).
+    pub fn nets(&self) -> Vec<IpNet> {
+        let v4 = self.v4.keys().flatten().filter_map(|k| {
+            Ipv4Net::new(k.data().into(), k.prefix_len() as u8).ok().map(IpNet::V4)
+        });
+        let hosts_v4 = self
+            .hosts_v4
+            .keys()
+            .flatten()
+            .map(|a| IpNet::V4(Ipv4Net::from(std::net::Ipv4Addr::from(a))));
+        let v6 = self.v6.keys().flatten().filter_map(|k| {
+            Ipv6Net::new(k.data().into(), k.prefix_len() as u8).ok().map(IpNet::V6)
+        });
+        let hosts_v6 = self
+            .hosts_v6
+            .keys()
+            .flatten()
+            .map(|a| IpNet::V6(Ipv6Net::from(std::net::Ipv6Addr::from(a))));
+        v4.chain(hosts_v4).chain(v6).chain(hosts_v6).collect()
     }
 
     /// Every entry, both families, sorted.

@@ -159,14 +159,26 @@ impl PolicySpec {
         }
         let mut name = [0u8; POLICY_NAME_LEN];
         name[..self.name.len()].copy_from_slice(self.name.as_bytes());
+        let (packets, bytes, syn) =
+            (limit("packets", self.packets)?, limit("bytes", self.bytes)?, limit("syn", self.syn)?);
+        let mut flags = POLICY_ENABLED;
+        if self.monitor {
+            flags |= POLICY_MONITOR;
+        }
+        if shield_common::policy::needs_fine_clock(
+            &[packets, bytes, syn],
+            crate::clock::coarse_tick_ns(),
+        ) {
+            flags |= shield_common::policy::POLICY_FINE_CLOCK;
+        }
         Ok(Policy {
-            packets: limit("packets", self.packets)?,
-            bytes: limit("bytes", self.bytes)?,
-            syn: limit("syn", self.syn)?,
+            packets,
+            bytes,
+            syn,
             name,
             v4_prefix_len: self.v4_prefix,
             v6_prefix_len: self.v6_prefix,
-            flags: POLICY_ENABLED | if self.monitor { POLICY_MONITOR } else { 0 },
+            flags,
             _reserved: [0; 5],
         })
     }
@@ -323,6 +335,16 @@ mod tests {
         assert!(p.enabled());
         assert!(!p.monitor());
         assert_eq!(p.name_str(), "default");
+    }
+
+    #[test]
+    fn only_policies_with_short_bursts_pay_for_the_fine_clock() {
+        // The default's bursts are two seconds of tokens: the coarse clock serves them.
+        assert!(!PolicySpec::builtin_default().to_kernel().unwrap().fine_clock());
+        // A burst of one packet at 1000/s is a millisecond of tokens, under one tick.
+        let mut s = PolicySpec::builtin_default();
+        s.syn = RateSpec { rate: 1000, burst: 1 };
+        assert!(s.to_kernel().unwrap().fine_clock());
     }
 
     #[test]

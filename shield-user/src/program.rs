@@ -57,6 +57,8 @@ pub enum ProgramError {
     },
     #[error("the program object has no program {0}")]
     MissingProgram(&'static str),
+    #[error("mapping the list prefilter into memory failed: {0}")]
+    Prefilter(#[source] std::io::Error),
     #[error("shield protects at most {max} interfaces per agent")]
     TooManyInterfaces { max: u32 },
     #[error("loading the XDP program into the kernel failed: {0}")]
@@ -69,7 +71,7 @@ pub fn pin_dir(pin_root: &Path) -> PathBuf {
 }
 
 /// What this build expects of each pinned map: (name, type, key size, value size, entries).
-fn expected_layout() -> [(&'static str, MapType, u32, u32, u32); 19] {
+fn expected_layout() -> [(&'static str, MapType, u32, u32, u32); 20] {
     use shield_common::{
         counters::COUNTER_SLOTS,
         events::Health,
@@ -86,6 +88,7 @@ fn expected_layout() -> [(&'static str, MapType, u32, u32, u32); 19] {
         (maps::BLOCK_V4_HOSTS, MapType::Hash, 4, entry, maps::BLOCK_V4_CAPACITY),
         (maps::BLOCK_V6_HOSTS, MapType::Hash, 16, entry, maps::BLOCK_V6_CAPACITY),
         (maps::TRIES_IN_USE, MapType::Array, 4, 4, maps::Trie::COUNT),
+        (maps::PREFILTER, MapType::Array, 4, 8, shield_common::prefilter::WORDS),
         (
             maps::BUCKETS,
             MapType::LruHash,
@@ -156,6 +159,7 @@ pub struct Maps {
     pub block_v4_hosts: HostsV4,
     pub block_v6_hosts: HostsV6,
     pub tries_in_use: Array<MapData, u32>,
+    pub prefilter: crate::prefilter::Prefilter,
     pub buckets: HashMap<MapData, SourceKey, SourceState>,
     pub policies: Array<MapData, Policy>,
     pub port_policy: Array<MapData, u32>,
@@ -167,6 +171,18 @@ pub struct Maps {
 }
 
 impl Maps {
+    /// Clear the prefilter bits of removed entries, keeping those of every list key in the
+    /// maps. Returns the outcome and how many entries were read.
+    pub fn rebuild_prefilter(&mut self) -> (crate::prefilter::Rebuild, usize) {
+        use crate::lists::ListKind;
+        let start = self.prefilter.begin_rebuild();
+        let mut nets = Vec::new();
+        for kind in [ListKind::Allow, ListKind::Block] {
+            nets.extend(self.list(kind).nets().into_iter().map(|n| (kind, n)));
+        }
+        (self.prefilter.finish_rebuild(start, &nets), nets.len())
+    }
+
     /// The maps of one list, for reading and writing it.
     pub fn list(&mut self, kind: crate::lists::ListKind) -> crate::lists::List<'_> {
         use maps::Trie;
@@ -180,6 +196,7 @@ impl Maps {
                 hosts_v4: &mut self.allow_v4_hosts,
                 hosts_v6: &mut self.allow_v6_hosts,
                 tries_in_use: &mut self.tries_in_use,
+                prefilter: &self.prefilter,
                 tries: (Trie::AllowV4, Trie::AllowV6),
                 v4_capacity: maps::ALLOW_V4_CAPACITY,
                 v6_capacity: maps::ALLOW_V6_CAPACITY,
@@ -191,6 +208,7 @@ impl Maps {
                 hosts_v4: &mut self.block_v4_hosts,
                 hosts_v6: &mut self.block_v6_hosts,
                 tries_in_use: &mut self.tries_in_use,
+                prefilter: &self.prefilter,
                 tries: (Trie::BlockV4, Trie::BlockV6),
                 v4_capacity: maps::BLOCK_V4_CAPACITY,
                 v6_capacity: maps::BLOCK_V6_CAPACITY,
@@ -223,6 +241,8 @@ impl Loaded {
             block_v4_hosts: take(&mut ebpf, maps::BLOCK_V4_HOSTS)?,
             block_v6_hosts: take(&mut ebpf, maps::BLOCK_V6_HOSTS)?,
             tries_in_use: take(&mut ebpf, maps::TRIES_IN_USE)?,
+            prefilter: crate::prefilter::Prefilter::map(take(&mut ebpf, maps::PREFILTER)?)
+                .map_err(ProgramError::Prefilter)?,
             buckets: take(&mut ebpf, maps::BUCKETS)?,
             policies: take(&mut ebpf, maps::POLICIES)?,
             port_policy: take(&mut ebpf, maps::PORT_POLICY)?,

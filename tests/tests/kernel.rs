@@ -600,3 +600,92 @@ fn bans_are_counted_apart_from_blocks() {
         Action::Drop,
     );
 }
+
+/// The prefilter lets the program skip list lookups only where no entry can be: an entry's
+/// bits are set before it is written, a removed entry's bits go at the next rebuild, and what
+/// is still listed is still found.
+#[test]
+fn prefilter_follows_list_entries() {
+    use shield_user::prefilter::Rebuild;
+    let net = |s: &str| s.parse().unwrap();
+    let mut k = Kernel::load();
+    k.add(ListKind::Block, "198.18.2.2", None);
+    k.add(ListKind::Block, "198.18.3.0/24", None);
+    k.add(ListKind::Allow, "2001:db8:1:7::/64", None);
+    let pf = &k.loaded.maps.prefilter;
+    assert!(pf.covers(ListKind::Block, net("198.18.2.0/24")));
+    assert!(pf.covers(ListKind::Block, net("198.18.3.0/24")));
+    assert!(!pf.covers(ListKind::Block, net("198.18.1.0/24")));
+    assert!(!pf.covers(ListKind::Allow, net("198.18.2.0/24")));
+    assert!(pf.covers(ListKind::Allow, net("2001:db8:1:7::/64")));
+    assert_eq!(pf.slots_set(), (1, 2));
+
+    k.list(ListKind::Block).remove(net("198.18.2.2/32")).unwrap();
+    assert!(k.loaded.maps.prefilter.is_stale());
+    assert_eq!(k.loaded.maps.rebuild_prefilter(), (Rebuild::Cleared(1), 2));
+    let pf = &k.loaded.maps.prefilter;
+    assert!(!pf.is_stale());
+    assert!(!pf.covers(ListKind::Block, net("198.18.2.0/24")));
+    assert!(pf.covers(ListKind::Block, net("198.18.3.0/24")));
+    assert_eq!(pf.slots_set(), (1, 1));
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(2, 2), 80, TCP_SYN),
+        XDP_PASS,
+        Reason::Passed,
+        Action::Pass,
+    );
+    expect_verdict(
+        &mut k,
+        &ipv4_tcp(v4(3, 3), 80, TCP_SYN),
+        XDP_DROP,
+        Reason::Blocklisted,
+        Action::Drop,
+    );
+    expect_verdict(&mut k, &ipv6_udp(v6(7, 1), 53, 4), XDP_PASS, Reason::Allowlisted, Action::Pass);
+}
+
+/// A ban the kernel writes sets its prefilter bit itself; a ban wider than a slot makes the
+/// program consult the family's blocklist for every source until a rebuild covers the ban.
+#[test]
+fn kernel_bans_mark_the_prefilter() {
+    use shield_common::config::{CONFIG_AUTOBAN, RuntimeConfig};
+    use shield_user::prefilter::Rebuild;
+    let net = |s: &str| s.parse().unwrap();
+    let mut k = Kernel::load();
+    let config = RuntimeConfig {
+        flags: CONFIG_AUTOBAN,
+        autoban_threshold: 2,
+        autoban_window_ns: 10_000_000_000,
+        autoban_ban_ns: 60_000_000_000,
+        autoban_max_ban_ns: 60_000_000_000,
+        ..RuntimeConfig::default()
+    };
+    k.loaded.maps.config.set(0, config, 0).unwrap();
+    let offend = |k: &mut Kernel, frame: &[u8]| {
+        // One frame within the burst, two over it: the second over-limit frame bans.
+        assert_eq!(k.run(frame), XDP_PASS);
+        assert_eq!(k.run(frame), XDP_DROP);
+        assert_eq!(k.run(frame), XDP_DROP);
+    };
+
+    install(&mut k, 0, &policy("default", (1, 1), (0, 0), (0, 0)), &[]);
+    offend(&mut k, &ipv4_udp(v4(1, 10), 9, 4));
+    assert!(k.loaded.maps.prefilter.covers(ListKind::Block, net("198.18.1.10/32")));
+    assert_eq!(k.loaded.maps.prefilter.bypassed(), (false, false));
+    expect_verdict(&mut k, &ipv4_udp(v4(1, 10), 9, 4), XDP_DROP, Reason::Banned, Action::Drop);
+
+    // Sources keyed by /16: the ban covers 256 slots, more than the program sets itself.
+    let wide = PolicySpec { v4_prefix: 16, ..policy("default", (1, 1), (0, 0), (0, 0)) };
+    install(&mut k, 0, &wide, &[]);
+    offend(&mut k, &ipv4_udp([198, 19, 1, 1], 9, 4));
+    assert_eq!(k.loaded.maps.prefilter.bypassed(), (true, false));
+    let elsewhere = ipv4_udp([198, 19, 200, 9], 9, 4);
+    expect_verdict(&mut k, &elsewhere, XDP_DROP, Reason::Banned, Action::Drop);
+
+    let (outcome, entries) = k.loaded.maps.rebuild_prefilter();
+    assert_eq!((outcome, entries), (Rebuild::Cleared(0), 2));
+    assert_eq!(k.loaded.maps.prefilter.bypassed(), (false, false));
+    assert!(k.loaded.maps.prefilter.covers(ListKind::Block, net("198.19.0.0/16")));
+    expect_verdict(&mut k, &elsewhere, XDP_DROP, Reason::Banned, Action::Drop);
+}

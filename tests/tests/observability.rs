@@ -195,6 +195,9 @@ fn prometheus_sees_what_was_sent_and_every_query_answers() {
         "api policy passed {api_passed} vs {expected_pass} received"
     );
     assert_eq!(prom.value(&lab, "sum(shield_list_entries{list=\"block\"})"), 1.0);
+    // One blocked address: one /24 slot of the prefilter sends its sources to the lookups.
+    assert_eq!(prom.value(&lab, "shield_prefilter_slots{list=\"block\"}"), 1.0);
+    assert_eq!(prom.value(&lab, "sum(shield_prefilter_bypass)"), 0.0);
     assert_eq!(prom.value(&lab, "shield_sources_capacity"), 262_144.0);
 
     // Every dashboard query answers, with data: a metric the dashboard uses that the agent

@@ -114,7 +114,12 @@ pub struct Shield {
     pub config_loaded_unix: u64,
     /// The lost-events count at the last full sweep of the maps.
     events_lost_swept: u64,
+    /// When the list prefilter was last rebuilt.
+    prefilter_rebuilt: std::time::Instant,
 }
+
+/// Least time between rebuilds of the list prefilter (each reads every list key).
+const PREFILTER_REBUILD_INTERVAL: Duration = Duration::from_secs(30);
 
 impl Shield {
     /// Take over a freshly loaded program: apply the configuration, then restore the durable
@@ -145,6 +150,7 @@ impl Shield {
             events_received: [0, 0],
             config_loaded_unix: clock::unix_now(),
             events_lost_swept: 0,
+            prefilter_rebuilt: std::time::Instant::now(),
         };
         shield.policies = shield.read_policies();
         shield.apply_config(config)?;
@@ -586,12 +592,31 @@ impl Shield {
         }
         self.list(ListKind::Block).refresh_in_use();
         self.list(ListKind::Allow).refresh_in_use();
+        if self.loaded.maps.prefilter.is_stale()
+            && self.prefilter_rebuilt.elapsed() >= PREFILTER_REBUILD_INTERVAL
+        {
+            self.rebuild_prefilter();
+        }
         if let Ok(mut runtime) = self.loaded.maps.config.get(&0, 0) {
             runtime.realtime_offset_ns = clock::realtime_offset_ns();
             let _ = self.loaded.maps.config.set(0, runtime, 0);
         }
         self.flush();
         removed
+    }
+
+    /// Clear the prefilter bits of removed entries (reads every list entry's key from the
+    /// maps, so it runs at most every [`PREFILTER_REBUILD_INTERVAL`]).
+    fn rebuild_prefilter(&mut self) {
+        let started = std::time::Instant::now();
+        let (outcome, entries) = self.loaded.maps.rebuild_prefilter();
+        self.prefilter_rebuilt = std::time::Instant::now();
+        tracing::debug!(
+            ?outcome,
+            entries,
+            secs = started.elapsed().as_secs_f64(),
+            "prefilter rebuilt"
+        );
     }
 
     // ---- events ----

@@ -110,6 +110,23 @@ fn lists(shield: &Shield, e: &mut Exposition) {
     for (kind, v4, _) in counts {
         e.sample("shield_list_capacity", &labels(kind, v4), f64::from(capacity(kind, v4)));
     }
+    let prefilter = &shield.loaded.maps.prefilter;
+    let (allow_slots, block_slots) = prefilter.slots_set();
+    e.family(
+        "shield_prefilter_slots",
+        Kind::Gauge,
+        "Prefilter slots (IPv4 /24s, hashed IPv6 /48s) whose sources get the list's lookups; all others skip them.",
+    );
+    e.sample("shield_prefilter_slots", &[("list", "allow")], allow_slots as f64);
+    e.sample("shield_prefilter_slots", &[("list", "block")], block_slots as f64);
+    let (bypass_v4, bypass_v6) = prefilter.bypassed();
+    e.family(
+        "shield_prefilter_bypass",
+        Kind::Gauge,
+        "1 while every source of a family gets the blocklist lookups (a ban wider than a slot, until the next rebuild).",
+    );
+    e.sample("shield_prefilter_bypass", &[("family", "ipv4")], f64::from(u8::from(bypass_v4)));
+    e.sample("shield_prefilter_bypass", &[("family", "ipv6")], f64::from(u8::from(bypass_v6)));
     let (bans_v4, bans_v6) = shield.active_bans();
     e.family("shield_bans_active", Kind::Gauge, "Automatic bans in force.");
     e.sample("shield_bans_active", &[("family", "ipv4")], bans_v4 as f64);
