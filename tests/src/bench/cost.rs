@@ -1,9 +1,14 @@
 //! Cost per packet through BPF_PROG_TEST_RUN: every verdict path of shield, the floor (a
 //! program that only passes) and xdp-filter with an equivalent one-address rule on the same
 //! frames, at several map sizes and over many distinct sources.
+//!
+//! Everything runs on one CPU, and every run of a shield path is preceded by a run of the
+//! floor and of xdp-filter: a path's ratios are the medians of these adjacent pairs, so a
+//! machine whose speed drifts during the benchmark (a shared VM) does not bias them.
 
 use std::{io::Write as _, net::Ipv4Addr, process::Command};
 
+use aya::programs::{TestRun as _, TestRunOptions, Xdp};
 use serde::Serialize;
 use shield_common::{
     lists::Origin,
@@ -28,6 +33,52 @@ pub struct PathCost {
     pub ns: f64,
     pub runs: Vec<f64>,
     pub verdict: u32,
+    /// Median of each run's cost over the floor's, measured just before it.
+    pub x_floor: f64,
+    /// Median of each run's cost over xdp-filter's (no match, pass), measured just before it.
+    pub x_xdp_filter: f64,
+}
+
+/// The CPU every cost measurement runs on.
+const BENCH_CPU: usize = 1;
+
+/// Run `f` with the calling thread on [`BENCH_CPU`], then give it back the CPUs it had.
+fn on_bench_cpu<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity/sched_setaffinity(0) read and write
+    // the calling thread's mask through a valid pointer.
+    let before = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        set
+    };
+    crate::flood::pin_to_cpu(BENCH_CPU);
+    let out = f();
+    // SAFETY: as above.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &before) };
+    out
+}
+
+/// Runs of a path with the baselines measured next to each.
+#[derive(Default)]
+struct Runs {
+    ns: Vec<f64>,
+    x_floor: Vec<f64>,
+    x_xdp_filter: Vec<f64>,
+    verdict: u32,
+}
+
+impl Runs {
+    fn into_cost(self, path: &str, map_entries: usize) -> PathCost {
+        PathCost {
+            path: path.into(),
+            map_entries,
+            ns: median(self.ns.clone()),
+            runs: self.ns,
+            verdict: self.verdict,
+            x_floor: median(self.x_floor),
+            x_xdp_filter: median(self.x_xdp_filter),
+        }
+    }
 }
 
 /// An IPv4 address outside the lab range the frames come from, scrambled from `i` (no
@@ -68,19 +119,27 @@ fn fill_sources(k: &mut Kernel, n: u32) {
     }
 }
 
-fn time(k: &Kernel, frame: &[u8], plan: &Plan) -> (Vec<f64>, u32) {
-    let mut runs = Vec::new();
-    let mut verdict = 0;
+fn time(k: &Kernel, frame: &[u8], plan: &Plan, base: &Baselines) -> Runs {
+    let mut runs = Runs::default();
     for _ in 0..plan.runs {
+        let (floor, _) = base.floor(plan);
+        let (filter, _) = base.xdp_filter(plan, false);
         let (v, d) = k.run_shared(frame, plan.repeat);
-        verdict = v;
-        runs.push(d.as_nanos() as f64);
+        let ns = d.as_nanos() as f64;
+        runs.verdict = v;
+        runs.ns.push(ns);
+        runs.x_floor.push(ns / floor);
+        runs.x_xdp_filter.push(ns / filter);
     }
-    (runs, verdict)
+    runs
 }
 
 /// Measure every path at every map size.
-pub fn shield_paths(plan: &Plan) -> Vec<PathCost> {
+pub fn shield_paths(plan: &Plan, base: &Baselines) -> Vec<PathCost> {
+    on_bench_cpu(|| measure_paths(plan, base))
+}
+
+fn measure_paths(plan: &Plan, base: &Baselines) -> Vec<PathCost> {
     let mut out = Vec::new();
     for &size in plan.sizes {
         let mut k = Kernel::load();
@@ -110,14 +169,7 @@ pub fn shield_paths(plan: &Plan) -> Vec<PathCost> {
             .insert("198.18.4.4/32".parse().unwrap(), None, Origin::Auto)
             .unwrap();
         let mut path = |name: &str, frame: Vec<u8>| {
-            let (runs, verdict) = time(&k, &frame, plan);
-            out.push(PathCost {
-                path: name.into(),
-                map_entries: size,
-                ns: median(runs.clone()),
-                runs,
-                verdict,
-            });
+            out.push(time(&k, &frame, plan, base).into_cost(name, size));
         };
         path("allowlisted", ipv4_tcp(v4(7, 7), 443, TCP_SYN));
         path("blocked /32", ipv4_tcp(v4(2, 2), 443, TCP_SYN));
@@ -132,113 +184,134 @@ pub fn shield_paths(plan: &Plan) -> Vec<PathCost> {
         // Over limit: a source already out of budget under the 1/s policy (the first run of
         // its first measurement spends the budget).
         path("over limit", ipv4_tcp(v4(5, 5), 9, TCP_ACK));
-        // Under limit, over many distinct sources: the median over 16 of them.
-        let mut per_source = Vec::new();
-        let mut verdict = 0;
+        // Under limit, over many distinct sources: the median over 16 of them of each one's
+        // median.
+        let mut sources = Runs::default();
         for s in 0..16u8 {
-            let (runs, v) = time(&k, &ipv4_tcp(v4(1, 10 + s), 443, TCP_SYN), plan);
-            verdict = v;
-            per_source.push(median(runs));
+            let one = time(&k, &ipv4_tcp(v4(1, 10 + s), 443, TCP_SYN), plan, base);
+            sources.verdict = one.verdict;
+            sources.ns.push(median(one.ns));
+            sources.x_floor.push(median(one.x_floor));
+            sources.x_xdp_filter.push(median(one.x_xdp_filter));
         }
-        out.push(PathCost {
-            path: "under limit (16 sources)".into(),
-            map_entries: size,
-            ns: median(per_source.clone()),
-            runs: per_source,
-            verdict,
-        });
+        out.push(sources.into_cost("under limit (16 sources)", size));
     }
     out
 }
 
-/// The floor: a program that only passes, on the same frame.
-pub fn floor(plan: &Plan) -> PathCost {
-    use aya::programs::{TestRun as _, TestRunOptions, Xdp};
-    let mut k = Kernel::load();
-    let frame = ipv4_tcp(v4(1, 10), 443, TCP_SYN);
-    let xdp: &mut Xdp = k.loaded.instances[0]
-        .program_mut(shield_common::maps::FLOOR_PROGRAM)
-        .expect("the floor program")
-        .try_into()
-        .unwrap();
-    xdp.load().unwrap();
-    let mut runs = Vec::new();
-    let mut verdict = 0;
-    for _ in 0..plan.runs {
+/// The baselines: the floor (a program that only passes) and xdp-filter (xdp-tools) loaded
+/// on a veth in a namespace of its own with one source-address rule, run with `bpftool prog
+/// run` on a frame that matches the rule and one that does not.
+pub struct Baselines {
+    floor: Kernel,
+    lab: Lab,
+    xdp_filter_id: u32,
+    frames: std::path::PathBuf,
+}
+
+impl Baselines {
+    pub fn load() -> Baselines {
+        let mut floor = Kernel::load();
+        let xdp: &mut Xdp = floor.loaded.instances[0]
+            .program_mut(shield_common::maps::FLOOR_PROGRAM)
+            .expect("the floor program")
+            .try_into()
+            .unwrap();
+        xdp.load().unwrap();
+        let lab = Lab::new(&[]);
+        let ns = format!("--net=/run/netns/{}", lab.server_ns);
+        sh(&["nsenter", &ns, "xdp-filter", "load", &lab.server_if, "--features", "ipv4,tcp,udp"]);
+        sh(&["nsenter", &ns, "xdp-filter", "ip", "198.18.2.2", "--mode", "src"]);
+        let xdp_filter_id = xdp_prog_id(&lab);
+        let frames = std::env::temp_dir().join(format!("shield-bench-frames-{}", lab.id));
+        std::fs::create_dir_all(&frames).unwrap();
+        for (name, frame) in [
+            ("pass.bin", ipv4_tcp(v4(1, 10), 443, TCP_SYN)),
+            ("drop.bin", ipv4_tcp(v4(2, 2), 443, TCP_SYN)),
+        ] {
+            std::fs::File::create(frames.join(name)).unwrap().write_all(&frame).unwrap();
+        }
+        Baselines { floor, lab, xdp_filter_id, frames }
+    }
+
+    /// One run of the floor: (average ns, verdict).
+    fn floor(&self, plan: &Plan) -> (f64, u32) {
+        let xdp: &Xdp = self.floor.loaded.instances[0]
+            .program(shield_common::maps::FLOOR_PROGRAM)
+            .expect("the floor program")
+            .try_into()
+            .unwrap();
         let mut opts = TestRunOptions::new();
+        let frame = ipv4_tcp(v4(1, 10), 443, TCP_SYN);
         opts.data_in = Some(&frame);
         opts.repeat = plan.repeat;
         let r = xdp.test_run(opts).unwrap();
-        verdict = r.return_value;
-        runs.push(r.duration.as_nanos() as f64);
+        (r.duration.as_nanos() as f64, r.return_value)
     }
-    PathCost {
-        path: "floor (XDP_PASS only)".into(),
-        map_entries: 0,
-        ns: median(runs.clone()),
-        runs,
-        verdict,
+
+    /// One run of xdp-filter on a frame its rule matches (drop) or not (pass).
+    fn xdp_filter(&self, plan: &Plan, matching: bool) -> (f64, u32) {
+        let file = self.frames.join(if matching { "drop.bin" } else { "pass.bin" });
+        let o = sh(&[
+            "bpftool",
+            "prog",
+            "run",
+            "id",
+            &self.xdp_filter_id.to_string(),
+            "data_in",
+            file.to_str().unwrap(),
+            "repeat",
+            &plan.repeat.to_string(),
+        ]);
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        // "Return value: 2, duration (average): 128ns"
+        let verdict = text
+            .split("Return value: ")
+            .nth(1)
+            .and_then(|t| t.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let ns: f64 = text
+            .split("(average): ")
+            .nth(1)
+            .and_then(|t| t.trim().trim_end_matches("ns").parse().ok())
+            .unwrap_or_else(|| panic!("bpftool prog run: {text}"));
+        (ns, verdict)
+    }
+
+    /// The baselines on their own, several runs each.
+    pub fn measure(&self, plan: &Plan) -> (PathCost, Vec<PathCost>) {
+        on_bench_cpu(|| self.measure_alone(plan))
+    }
+
+    fn measure_alone(&self, plan: &Plan) -> (PathCost, Vec<PathCost>) {
+        let alone = |name: &str, run: &dyn Fn() -> (f64, u32)| {
+            let mut runs = Runs::default();
+            for _ in 0..plan.runs {
+                let (ns, v) = run();
+                runs.ns.push(ns);
+                runs.verdict = v;
+            }
+            PathCost { x_floor: f64::NAN, x_xdp_filter: f64::NAN, ..runs.into_cost(name, 1) }
+        };
+        let floor =
+            PathCost { map_entries: 0, ..alone("floor (XDP_PASS only)", &|| self.floor(plan)) };
+        let filter = vec![
+            alone("xdp-filter no match (pass)", &|| self.xdp_filter(plan, false)),
+            alone("xdp-filter match (drop)", &|| self.xdp_filter(plan, true)),
+        ];
+        (floor, filter)
     }
 }
 
-/// xdp-filter (xdp-tools) loaded on a veth in a namespace of its own, with one source-address
-/// rule; measured with `bpftool prog run` on its program, on frames that match the rule and
-/// frames that do not.
-pub fn xdp_filter(plan: &Plan) -> Vec<PathCost> {
-    let lab = Lab::new(&[]);
-    let ns = format!("--net=/run/netns/{}", lab.server_ns);
-    sh(&["nsenter", &ns, "xdp-filter", "load", &lab.server_if, "--features", "ipv4,tcp,udp"]);
-    sh(&["nsenter", &ns, "xdp-filter", "ip", "198.18.2.2", "--mode", "src"]);
-    let id = xdp_prog_id(&lab);
-    let dir = std::env::temp_dir().join(format!("shield-bench-frames-{}", lab.id));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut out = Vec::new();
-    for (name, frame) in [
-        ("xdp-filter no match (pass)", ipv4_tcp(v4(1, 10), 443, TCP_SYN)),
-        ("xdp-filter match (drop)", ipv4_tcp(v4(2, 2), 443, TCP_SYN)),
-    ] {
-        let file = dir.join("frame.bin");
-        std::fs::File::create(&file).unwrap().write_all(&frame).unwrap();
-        let mut runs = Vec::new();
-        let mut verdict = 0;
-        for _ in 0..plan.runs {
-            let o = sh(&[
-                "bpftool",
-                "prog",
-                "run",
-                "id",
-                &id.to_string(),
-                "data_in",
-                file.to_str().unwrap(),
-                "repeat",
-                &plan.repeat.to_string(),
-            ]);
-            let text = String::from_utf8_lossy(&o.stdout).into_owned();
-            // "Return value: 2, duration (average): 128ns"
-            verdict = text
-                .split("Return value: ")
-                .nth(1)
-                .and_then(|t| t.split(',').next())
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            let ns: f64 = text
-                .split("(average): ")
-                .nth(1)
-                .and_then(|t| t.trim().trim_end_matches("ns").parse().ok())
-                .unwrap_or_else(|| panic!("bpftool prog run: {text}"));
-            runs.push(ns);
-        }
-        out.push(PathCost {
-            path: name.into(),
-            map_entries: 1,
-            ns: median(runs.clone()),
-            runs,
-            verdict,
-        });
+impl Drop for Baselines {
+    fn drop(&mut self) {
+        let ns = format!("--net=/run/netns/{}", self.lab.server_ns);
+        let _ = Command::new("nsenter")
+            .args([&ns, "xdp-filter", "unload", &self.lab.server_if])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.frames);
     }
-    let _ = Command::new("nsenter").args([&ns, "xdp-filter", "unload", &lab.server_if]).output();
-    let _ = std::fs::remove_dir_all(&dir);
-    out
 }
 
 fn xdp_prog_id(lab: &Lab) -> u32 {

@@ -27,9 +27,20 @@ fn main() {
         return;
     }
     println!("bench: cost per packet ({} repeats × {} runs)", plan.repeat, plan.runs);
-    let floor = cost::floor(&plan);
-    let xdp_filter = cost::xdp_filter(&plan);
-    let shield = cost::shield_paths(&plan);
+    let baselines = cost::Baselines::load();
+    let (floor, xdp_filter) = baselines.measure(&plan);
+    let shield = cost::shield_paths(&plan, &baselines);
+    drop(baselines);
+    if std::env::args().any(|a| a == "--cost-only") {
+        // For tuning the program: the cost table alone, no report written.
+        for c in std::iter::once(&floor).chain(&xdp_filter).chain(&shield) {
+            println!(
+                "{:>28} {:>8} entries {:>7.1} ns {:>5.2}× floor {:>5.2}× xdp-filter  runs {:?}",
+                c.path, c.map_entries, c.ns, c.x_floor, c.x_xdp_filter, c.runs
+            );
+        }
+        return;
+    }
     println!("bench: under flood ({:?} per protection)", plan.flood);
     let flood = flood::run_all(&plan);
     println!("bench: control plane ({} blocklist entries)", plan.load_entries);
