@@ -297,6 +297,16 @@ fn ipv6_sources_are_limited_per_64() {
     assert_eq!(get("2001:db8:2::10"), sq.packets, "the quiet /64 lost packets");
 }
 
+/// Send `pps` datagrams per second for `secs` seconds from `src` to the server's UDP port;
+/// returns how many were sent and how many the server received from `src`.
+fn udp_through(lab: &Lab, src: &str, pps: u64, secs: u64) -> (u64, u64) {
+    let server: SocketAddr = format!("{SERVER_V4}:{UDP_PORT}").parse().unwrap();
+    let counter = UdpCounter::start(&lab.server_ns, server);
+    let sent = send(lab, src, server, pps, secs).join().unwrap();
+    let got = counter.finish();
+    (sent.packets, got.get(&src.parse::<IpAddr>().unwrap()).copied().unwrap_or(0))
+}
+
 #[test]
 fn monitor_mode_passes_everything_and_counts_would_drops() {
     let _serial = FLOOD.lock().unwrap_or_else(|e| e.into_inner());
@@ -322,26 +332,9 @@ fn monitor_mode_passes_everything_and_counts_would_drops() {
     );
     assert!(agent.counter("blocklisted", "would_drop") > 0);
     assert_eq!(agent.counter("blocklisted", "drop"), 0);
-    let server: SocketAddr = format!("{SERVER_V4}:{UDP_PORT}").parse().unwrap();
-    let counter = UdpCounter::start(&lab.server_ns, server);
-    let sent = udp_flood(
-        &lab.client_ns,
-        "198.18.0.20:0".parse().unwrap(),
-        server,
-        2_000,
-        2_000,
-        Duration::from_secs(2),
-        None,
-    )
-    .join()
-    .unwrap();
-    let got = counter.finish();
-    assert_eq!(
-        got.get(&"198.18.0.20".parse::<IpAddr>().unwrap()).copied().unwrap_or(0),
-        sent.packets,
-        "monitor mode dropped over-limit traffic"
-    );
-    assert!(agent.counter("rate_limited_packets", "would_drop") > sent.packets / 2);
+    let (sent, received) = udp_through(&lab, "198.18.0.20", 2_000, 1);
+    assert_eq!(received, sent, "monitor mode dropped over-limit traffic");
+    assert!(agent.counter("rate_limited_packets", "would_drop") > sent / 2);
     assert_eq!(agent.counter("rate_limited_packets", "drop"), 0);
     // Switching monitor off enforces again, without a restart.
     agent.ok(&["policy", "global", "--monitor", "off"]);
@@ -369,24 +362,8 @@ fn per_policy_monitor_mode_counts_without_dropping() {
         "--monitor",
         "on",
     ]);
-    let server: SocketAddr = format!("{SERVER_V4}:{UDP_PORT}").parse().unwrap();
-    let counter = UdpCounter::start(&lab.server_ns, server);
-    let sent = udp_flood(
-        &lab.client_ns,
-        "198.18.0.20:0".parse().unwrap(),
-        server,
-        2_000,
-        2_000,
-        Duration::from_secs(2),
-        None,
-    )
-    .join()
-    .unwrap();
-    let got = counter.finish();
-    assert_eq!(
-        got.get(&"198.18.0.20".parse::<IpAddr>().unwrap()).copied().unwrap_or(0),
-        sent.packets
-    );
+    let (sent, received) = udp_through(&lab, "198.18.0.20", 2_000, 1);
+    assert_eq!(received, sent, "policy monitor mode dropped over-limit traffic");
     assert!(agent.counter("rate_limited_packets", "would_drop") > 0);
     let policies = agent.json(&["policy", "list"]);
     let trial = policies["policies"]
