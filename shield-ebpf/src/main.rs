@@ -334,8 +334,9 @@ fn charge_source(
 #[inline(always)]
 fn fresh_state(now: u64) -> Option<&'static SourceState> {
     let fresh = NEW_SOURCE.get_ptr_mut(0)?;
-    // SAFETY: this CPU's value of a per-CPU map that only this code uses, and the program is
-    // not preempted on its CPU while it runs.
+    // SAFETY: this CPU's value of a per-CPU map that only this code uses. XDP does not nest
+    // on a CPU; were it preempted (PREEMPT_RT), the other writer could only store another
+    // fresh state, the same up to its timestamp.
     let fresh = unsafe { &mut *fresh };
     *fresh = SourceState { last_seen_ns: now, window_start_ns: now, ..SourceState::default() };
     Some(fresh)
