@@ -133,9 +133,9 @@ impl Prefilter {
 
     /// Set the bits every entry needs and clear the bits no entry needs any more: `entries`
     /// (read from the maps after [`Prefilter::begin_rebuild`]) give the bits wanted; the
-    /// bypass flags are cleared, since the wanted bits now cover every ban. If the kernel wrote a ban
-    /// meanwhile, its bit may have been cleared with the rest, so everything cleared is set
-    /// again (and the next rebuild tries again).
+    /// bypass flags are cleared, since the wanted bits now cover every ban. If the kernel
+    /// wrote a ban meanwhile, its bit may have been cleared with the rest, so everything
+    /// cleared is set again (and the next rebuild tries again).
     pub fn finish_rebuild(&self, start: RebuildStart, entries: &[(ListKind, IpNet)]) -> Rebuild {
         let mut wanted = vec![0u64; BITMAP_WORDS as usize];
         for &(list, net) in entries {
