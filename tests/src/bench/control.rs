@@ -1,6 +1,7 @@
 //! Control-plane costs, with the release binary in a lab: loading a large blocklist through
 //! the CLI (an import: parse, API, map writes, state file), the agent's memory at rest and with
-//! full maps, and `/metrics` scrape time with a full bucket map.
+//! full maps, `/metrics` scrape time with a full bucket map, and a rebuild of the list
+//! prefilter over a blocklist of the same size (which holds the agent's lock while it runs).
 
 use std::time::Instant;
 
@@ -24,6 +25,24 @@ pub struct ControlResult {
     pub maps_kernel_mib: f64,
     pub tracked_sources: usize,
     pub scrape_ms_median: f64,
+    /// One prefilter rebuild (every list key read from the maps) over `blocklist_entries`.
+    pub prefilter_rebuild_secs: f64,
+}
+
+/// Time one prefilter rebuild over a blocklist of `n` entries shaped like a real feed, on a
+/// program of its own.
+fn prefilter_rebuild_secs(n: usize) -> f64 {
+    use shield_user::lists::ListKind;
+    let mut k = crate::kernel::Kernel::load();
+    let nets: Vec<ipnet::IpNet> = super::cost::feed(n).iter().map(|s| s.parse().unwrap()).collect();
+    let entry = shield_user::lists::entry(None, shield_common::lists::Origin::Import, 0);
+    k.list(ListKind::Block).insert_many(&nets, entry).unwrap();
+    let started = Instant::now();
+    let (_, read) = k.loaded.maps.rebuild_prefilter();
+    let secs = started.elapsed().as_secs_f64();
+    let distinct: std::collections::HashSet<_> = nets.iter().collect();
+    assert_eq!(read, distinct.len(), "the rebuild read every entry");
+    secs
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -92,6 +111,7 @@ pub fn run(plan: &Plan) -> ControlResult {
         maps_kernel_mib,
         tracked_sources: tracked,
         scrape_ms_median: median(scrapes),
+        prefilter_rebuild_secs: prefilter_rebuild_secs(entries),
     }
 }
 

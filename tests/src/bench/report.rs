@@ -258,6 +258,11 @@ fn markdown(r: &Report) -> String {
         "| `/metrics` scrape with {} tracked sources (median of 5) | {:.1} ms |",
         c.tracked_sources, c.scrape_ms_median
     );
+    let _ = writeln!(
+        s,
+        "| prefilter rebuild over {} blocklist entries (reads every key; after removals, at most every 30 s) | {:.2} s |",
+        c.blocklist_entries, c.prefilter_rebuild_secs
+    );
     s
 }
 
